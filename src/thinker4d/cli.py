@@ -1,0 +1,61 @@
+"""`thinker4d <verb>`: a thin dispatcher. Each verb lives in `thinker4d.commands.<verb>` with `make_parser()` and
+`main(argv=None)`, so every verb is also usable from Python."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+
+VERBS = {
+    "demo": "Offline latent-decoding demo on a tiny in-process model (no download).",
+    "world": "Render synthetic 4D-world clips with exact geometry (SpatialVID-style layout).",
+    "synthdsr": "Build the held-out SynthDSR benchmark from the synthetic world.",
+    "synthesize": "Run the 4D chain-of-thought data synthesis pipeline.",
+    "dift": "Dynamic-Imagery Fine-Tuning (DIFT).",
+    "grpo": "4DRL: GRPO with latent imagery.",
+    "eval": "Evaluate a model on a benchmark (DSR-Bench, SynthDSR, ...).",
+    "push": "Push a checkpoint or dataset to the Hugging Face Hub.",
+    "quickstart": "The offline end-to-end main job: world -> synthesis -> DIFT -> GRPO -> eval.",
+}
+
+
+def _available() -> dict[str, str]:
+    out = {}
+    for verb, help_ in VERBS.items():
+        if importlib.util.find_spec(f"thinker4d.commands.{verb}") is not None:
+            out[verb] = help_
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbs = _available()
+    parser = argparse.ArgumentParser(
+        prog="thinker4d",
+        description="Vision-language models that think with 4D latent imagery.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="verbs:\n" + "\n".join(f"  {v:<12} {h}" for v, h in verbs.items()),
+    )
+    parser.add_argument("verb", choices=sorted(verbs), help="what to run; `thinker4d <verb> --help` for its options")
+    parser.add_argument("--version", action="version", version=_version())
+    if not argv or argv[0] in ("-h", "--help", "--version"):
+        parser.parse_args(argv)
+        return 0
+    verb, rest = argv[0], argv[1:]
+    if verb not in verbs:
+        parser.error(f"unknown verb {verb!r}; choose one of: {', '.join(sorted(verbs))}")
+    module = importlib.import_module(f"thinker4d.commands.{verb}")
+    result = module.main(rest)
+    return int(result or 0)
+
+
+def _version() -> str:
+    from thinker4d import __version__
+
+    return f"thinker4d {__version__}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""`thinker4d eval`: evaluate a checkpoint on a benchmark, or compare / re-score finished runs.
+
+Examples:
+
+```bash
+thinker4d eval --model out/4drl --benchmark dsr_bench --data DSR_Suite-Data/benchmark.parquet \\
+    --video-root raw_data/DSR-data/bmk_video --output runs/4drl-dsr
+accelerate launch -m thinker4d.commands.eval --model out/4drl --benchmark dsr_bench --data ... --output ...
+thinker4d eval --compare runs/dift-dsr runs/4drl-dsr --plot runs/compare.png
+thinker4d eval --rescore-paper dsr_eval_20260428_115155.jsonl
+```
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="thinker4d eval",
+        description="Evaluate a model on DSR-Bench, SynthDSR, Dyn-Bench or VLM4D; compare or re-score result files.",
+    )
+    p.add_argument("--model", help="checkpoint folder or Hub id (thinker4d or stock transformers VLM)")
+    p.add_argument("--benchmark", help="dsr_bench, synthdsr, dyn_bench or vlm4d")
+    p.add_argument("--data", help="local benchmark path or Hub dataset id")
+    p.add_argument("--output", help="results folder (rerun the same command to resume)")
+    p.add_argument("--video-root", default=None, help="DSR-Bench videos folder (default: <data folder>/videos)")
+    p.add_argument("--split", default="test", help="dataset split for SynthDSR (default: test)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--num-samples", type=int, default=1, help="samples per question; > 1 turns on sampling")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--do-sample", action="store_true", help="sample even with one sample per question")
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--top-p", type=float, default=0.9)
+    p.add_argument("--max-new-tokens", type=int, default=2048)
+    p.add_argument("--fps", type=float, default=1.0, help="video frames per second (0 = every frame)")
+    p.add_argument("--max-frames", type=int, default=50, help="frame cap per video")
+    p.add_argument("--max-pixels", type=int, default=200704, help="decode-time pixel cap per frame (0 = none)")
+    p.add_argument("--cache-dir", default=None, help="frame cache (default ~/.cache/thinker4d/frames)")
+    p.add_argument("--limit", type=int, default=None, help="only the first N questions")
+    p.add_argument("--retry-errors", action="store_true", help="on resume, redo rows that hit a generation error")
+    p.add_argument("--dtype", default="auto", help="model dtype (auto, bfloat16, float32, ...)")
+    p.add_argument("--compare", nargs="+", metavar="RUN", help="print a table of finished runs (folders or summaries)")
+    p.add_argument("--plot", metavar="PNG", help="with --compare or after a run: per-subtask accuracy bar chart")
+    p.add_argument(
+        "--rescore-paper", metavar="JSONL", help="re-score a paper-layout results file (raw, gt, subtask_type)"
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from thinker4d.eval import report
+
+    if args.rescore_paper:
+        from thinker4d.eval.metrics import rescore_paper_results
+
+        print(json.dumps(rescore_paper_results(args.rescore_paper), indent=2))
+        return 0
+    if args.compare:
+        report.print_table(args.compare, lenient=True)
+        if args.plot:
+            print(f"plot: {report.plot_subtask_accuracy(args.compare, args.plot)}")
+        return 0
+    missing = [f"--{k}" for k in ("model", "benchmark", "data", "output") if not getattr(args, k)]
+    if missing:
+        make_parser().error(f"missing {', '.join(missing)} (or use --compare / --rescore-paper)")
+
+    from thinker4d.eval.runner import EvalConfig, run_evaluation
+
+    config = EvalConfig(
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        num_samples=args.num_samples,
+        seed=args.seed,
+        do_sample=True if args.do_sample else None,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        fps=args.fps,
+        max_frames=args.max_frames,
+        max_pixels=args.max_pixels,
+        cache_dir=args.cache_dir,
+        limit=args.limit,
+        retry_errors=args.retry_errors,
+    )
+    summary = run_evaluation(
+        args.model,
+        args.benchmark,
+        args.data,
+        args.output,
+        config,
+        video_root=args.video_root,
+        split=args.split,
+        dtype=args.dtype,
+    )
+    if summary is None:  # not the main process
+        return 0
+    report.print_table([(args.model, summary)], lenient=True)
+    if summary.get("error_counts"):
+        print(f"errors (counted wrong): {summary['error_counts']}")
+    if args.plot:
+        print(f"plot: {report.plot_subtask_accuracy([(args.model, summary)], args.plot)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

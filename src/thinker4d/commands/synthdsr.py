@@ -1,0 +1,42 @@
+"""`thinker4d synthdsr`: build the held-out SynthDSR benchmark (parquet, evaluation-row columns)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def make_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="thinker4d synthdsr",
+        description="Render held-out clips (seeds >= 1_000_000) and write SynthDSR questions as parquet; "
+        "read back with datasets.load_dataset(OUT)['test'].",
+    )
+    p.add_argument("--out", required=True, help="output folder (data/test-00000-of-00001.parquet + README.md)")
+    p.add_argument("--num-questions", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0, help="build seed, 0-8999 (selects a disjoint block of clip seeds)")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--num-frames", type=int, default=16)
+    p.add_argument("--fps", type=float, default=8.0)
+    p.add_argument("--tasks", nargs="+", default=None, help="subset of tasks (default: all)")
+    return p
+
+
+def main(argv=None) -> int:
+    args = make_parser().parse_args(argv)
+    from thinker4d.world import build_synthdsr
+
+    ds = build_synthdsr(
+        args.out,
+        num_questions=args.num_questions,
+        seed=args.seed,
+        num_frames=args.num_frames,
+        size=args.size,
+        fps=args.fps,
+        tasks=args.tasks,
+    )
+    print(f"Wrote {len(ds)} SynthDSR questions to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,51 @@
+"""Evaluation: benchmark tasks, the batched runner, answer parsing and metrics (4DThinker, arXiv 2605.05997).
+
+Importing `thinker4d.eval` is cheap (standard library only): the parsers are defined in `parsing.py`, and everything
+that needs torch, transformers or datasets is imported on first attribute access.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .parsing import extract_choice, extract_choice_lenient, paper_extract_choice, strip_special_tokens
+
+
+_LAZY = {
+    "EvalConfig": "runner",
+    "run_evaluation": "runner",
+    "evaluate_model": "runner",
+    "summarize": "metrics",
+    "score_records": "metrics",
+    "rescore_paper_results": "metrics",
+    "read_results": "metrics",
+    "load_task": "tasks",
+    "TASKS": "tasks",
+    "plot_subtask_accuracy": "report",
+    "format_table": "report",
+    "print_table": "report",
+    "decode_video": "video",
+}
+
+__all__ = [
+    "extract_choice",
+    "extract_choice_lenient",
+    "metric_path",
+    "paper_extract_choice",
+    "strip_special_tokens",
+    *_LAZY,
+]
+
+
+def metric_path() -> str:
+    """Path of the `evaluate` metric module shipped in the package: `evaluate.load(metric_path())`."""
+    from pathlib import Path
+
+    return str(Path(__file__).parent / "metric" / "thinker4d_mcq.py")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,119 @@
+"""Compare evaluation runs: a terminal table and a per-subtask bar chart (PNG) of any number of result folders.
+
+Paper: https://huggingface.co/papers/2605.05997 (the paper reports per-subtask accuracy and their mean, "Avg.").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def load_summary(path: str | os.PathLike) -> dict:
+    """A summary dict from a run folder (`<dir>/summary.json`) or a summary file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "summary.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: a run writes summary.json only when it is complete; rerun `thinker4d eval` to resume."
+        )
+    return json.loads(path.read_text())
+
+
+def _runs(runs) -> list[tuple[str, dict]]:
+    out = []
+    for run in runs:
+        if isinstance(run, tuple):
+            out.append(run)
+        else:
+            summary = load_summary(run)
+            out.append((Path(run).name if Path(run).is_dir() else Path(run).stem, summary))
+    return out
+
+
+def _subtask_rows(summaries: list[dict]) -> list[tuple[str, str]]:
+    keys, names = [], {}
+    for s in summaries:
+        for k in s.get("subtask_accuracy", {}):
+            if k not in keys:
+                keys.append(k)
+            names.setdefault(k, s.get("subtask_names", {}).get(k, k))
+    return [(k, names[k]) for k in keys]
+
+
+def format_table(runs, lenient: bool = False) -> str:
+    """A plain-text table: one row per subtask, one column per run, then macro (Avg.) and micro rows, in percent.
+
+    Args:
+        runs: run folders, summary files, or `(name, summary dict)` pairs.
+        lenient (`bool`, *optional*): also print the lenient micro accuracy (labelled).
+    """
+    runs = _runs(runs)
+    summaries = [s for _, s in runs]
+    rows = [(name, [s.get("subtask_accuracy", {}).get(k) for s in summaries]) for k, name in _subtask_rows(summaries)]
+    rows.append(("Avg. (macro)", [s.get("macro_accuracy") for s in summaries]))
+    rows.append(("Micro", [s.get("accuracy") for s in summaries]))
+    if lenient:
+        rows.append(("Micro (lenient)", [s.get("lenient", {}).get("accuracy") for s in summaries]))
+    rows.append(("Questions", [s.get("total") for s in summaries]))
+    rows.append(("Errors", [s.get("errors") for s in summaries]))
+    first = max(len(r[0]) for r in rows)
+    widths = [max(8, len(name)) for name, _ in runs]
+
+    def cell(v, w, is_count):
+        if v is None:
+            return "-".rjust(w)
+        return (str(v) if is_count else f"{100 * v:.2f}").rjust(w)
+
+    lines = [" " * first + " | " + " | ".join(n.rjust(w) for (n, _), w in zip(runs, widths))]
+    lines.append("-" * len(lines[0]))
+    for name, vals in rows:
+        is_count = name in ("Questions", "Errors")
+        lines.append(name.ljust(first) + " | " + " | ".join(cell(v, w, is_count) for v, w in zip(vals, widths)))
+    return "\n".join(lines)
+
+
+def print_table(runs, lenient: bool = False) -> None:
+    """Prints [`format_table`]."""
+    print(format_table(runs, lenient=lenient))
+
+
+def plot_subtask_accuracy(runs, output: str | os.PathLike, title: str | None = None) -> Path:
+    """A grouped bar chart (PNG) of per-subtask accuracy plus macro "Avg.", one bar colour per run.
+
+    Args:
+        runs: run folders, summary files, or `(name, summary dict)` pairs.
+        output (`str`): the PNG path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    runs = _runs(runs)
+    if not runs:
+        raise ValueError("plot_subtask_accuracy needs at least one run.")
+    summaries = [s for _, s in runs]
+    rows = _subtask_rows(summaries)
+    labels = [name for _, name in rows] + ["Avg."]
+    x = np.arange(len(labels))
+    width = 0.8 / len(runs)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(labels) * max(1, len(runs)) ** 0.5), 4.0))
+    for i, (name, s) in enumerate(runs):
+        vals = [100 * (s.get("subtask_accuracy", {}).get(k) or 0.0) for k, _ in rows]
+        vals.append(100 * (s.get("macro_accuracy") or 0.0))
+        ax.bar(x + (i - (len(runs) - 1) / 2) * width, vals, width, label=name)
+    ax.set_xticks(x, labels, rotation=45, ha="right")
+    ax.set_ylabel("accuracy (%), strict parser")
+    ax.set_ylim(0, 100)
+    ax.set_title(title or f"{summaries[0].get('benchmark', '')} per-subtask accuracy")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(output, dpi=120)
+    plt.close(fig)
+    return output

@@ -1,0 +1,450 @@
+"""The evaluation runner: batched generation with left padding, resumable per-row results, sharding over processes.
+
+Paper: https://huggingface.co/papers/2605.05997
+
+What differs from the paper's `evaluation/dsr_eval.py` (reference notes §3):
+
+1. Greedy decoding by default; `num_samples > 1` samples each question `n` times (temperature / top-p) with a seed
+   and reports the mean and standard error, instead of one stochastic sample at T = 0.7.
+2. Batched: prompts are left-padded and sent through `model.generate(**inputs)` together. The same code evaluates a
+   stock transformers VLM (baselines) and a thinker4d model, whose `generate()` runs latent decoding.
+3. Resumable: each finished (question, sample) is appended and flushed to `parts/rank<k>.jsonl`; a rerun with the
+   same settings skips finished rows. `results.jsonl` and `summary.json` are written only at the end, atomically,
+   after checking that every row is present, so a partial run is never mistaken for a complete one.
+4. No silent skips: missing / unreadable videos, bad rows and generation errors are recorded per row with a reason
+   and counted wrong.
+5. Multi-process (`accelerate launch`): every process takes the contiguous shard `split_between_processes` would
+   give it (of all rows, so that the split does not depend on what is finished), skips its finished rows, and the
+   main process merges the shards.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .metrics import read_results, score_records
+from .tasks.base import Example, Task
+
+
+logger = logging.getLogger(__name__)
+
+RESULTS = "results.jsonl"
+SUMMARY = "summary.json"
+RUN = "run.json"
+PARTS = "parts"
+
+
+@dataclass
+class EvalConfig:
+    """Settings of one evaluation run.
+
+    > Parameters that control generation
+
+    Args:
+        batch_size (`int`, *optional*, defaults to 8): questions per `generate` call (per process).
+        max_new_tokens (`int`, *optional*, defaults to 2048): completion budget.
+        num_samples (`int`, *optional*, defaults to 1): samples per question; > 1 turns on sampling.
+        seed (`int`, *optional*, defaults to 42): seed of the sampling runs.
+        do_sample (`bool`, *optional*): force sampling (`True`) or greedy (`False`); default: greedy iff
+            `num_samples == 1`.
+        temperature (`float`, *optional*, defaults to 0.7), top_p (`float`, *optional*, defaults to 0.9): sampling
+            settings (the paper's), unused when greedy.
+
+    > Parameters that control the video frames
+
+    Args:
+        fps (`float`, *optional*, defaults to 1.0): frames per second sampled from each video (0 = all frames).
+        max_frames (`int`, *optional*, defaults to 50): frame cap; longer videos are subsampled uniformly.
+        max_pixels (`int`, *optional*, defaults to 200704): frames are downscaled to at most this many pixels when
+            decoded (the paper's processor limit); 0 keeps the native size.
+        cache_dir (`str`, *optional*): frame cache folder (default `~/.cache/thinker4d/frames`).
+
+    > Parameters that control the run
+
+    Args:
+        limit (`int`, *optional*): evaluate only the first `limit` questions.
+        retry_errors (`bool`, *optional*, defaults to `False`): on resume, redo rows that failed with a
+            `generation_error` (missing videos and bad rows are deterministic and are not retried).
+    """
+
+    batch_size: int = field(default=8, metadata={"help": "Questions per generate call."})
+    max_new_tokens: int = field(default=2048, metadata={"help": "Completion budget."})
+    num_samples: int = field(default=1, metadata={"help": "Samples per question (>1 samples)."})
+    seed: int = field(default=42, metadata={"help": "Sampling seed."})
+    do_sample: bool | None = field(default=None, metadata={"help": "Default: greedy iff num_samples == 1."})
+    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature."})
+    top_p: float = field(default=0.9, metadata={"help": "Sampling top-p."})
+    fps: float = field(default=1.0, metadata={"help": "Video frames per second."})
+    max_frames: int = field(default=50, metadata={"help": "Frame cap per video."})
+    max_pixels: int = field(default=200704, metadata={"help": "Decode-time pixel cap per frame (0 = none)."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Frame cache folder."})
+    limit: int | None = field(default=None, metadata={"help": "Only the first N questions."})
+    retry_errors: bool = field(default=False, metadata={"help": "Redo generation errors on resume."})
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}.")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
+        if self.fps < 0 or self.max_frames < 1:
+            raise ValueError(
+                f"fps must be >= 0 and max_frames >= 1, got fps={self.fps}, max_frames={self.max_frames}."
+            )
+        if self.num_samples > 1 and self.do_sample is False:
+            raise ValueError("num_samples > 1 with do_sample=False would repeat the same greedy answer; drop one.")
+
+    @property
+    def sampling(self) -> bool:
+        return self.num_samples > 1 if self.do_sample is None else bool(self.do_sample)
+
+    def generation(self) -> dict:
+        """The settings that change the answers (stored in run.json and the summary)."""
+        out = {
+            "do_sample": self.sampling,
+            "max_new_tokens": self.max_new_tokens,
+            "num_samples": self.num_samples,
+            "fps": self.fps,
+            "max_frames": self.max_frames,
+            "max_pixels": self.max_pixels,
+        }
+        if self.sampling:
+            out.update(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
+        return out
+
+
+class _SingleProcess:
+    """The `PartialState` interface for one process (used when accelerate is not launched)."""
+
+    process_index, num_processes, is_main_process = 0, 1, True
+
+    def wait_for_everyone(self):
+        pass
+
+
+def shard(items: list, process_index: int, num_processes: int) -> list:
+    """The contiguous slice `split_between_processes` gives process `process_index` (first ones get one extra)."""
+    per, extra = divmod(len(items), num_processes)
+    start = process_index * per + min(process_index, extra)
+    return items[start : start + per + (1 if process_index < extra else 0)]
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _load_done(out: Path, retry_errors: bool) -> dict[tuple[int, int], dict]:
+    done: dict[tuple[int, int], dict] = {}
+    files = ([out / RESULTS] if (out / RESULTS).is_file() else []) + sorted((out / PARTS).glob("rank*.jsonl"))
+    for f in files:
+        for r in read_results(f):
+            key = (int(r["index"]), int(r.get("sample", 0)))
+            # A later record wins, except that an error never replaces a success (a retried row may sit in
+            # another process's file after a resume with a different number of processes).
+            if key not in done or not r.get("error") or done[key].get("error"):
+                done[key] = r
+    if retry_errors:
+        done = {k: r for k, r in done.items() if (r.get("error") or "").split(":")[0] != "generation_error"}
+    return done
+
+
+def _check_run(out: Path, run: dict) -> None:
+    path = out / RUN
+    if path.is_file():
+        old = json.loads(path.read_text())
+        diff = {k: (old.get(k), run[k]) for k in run if old.get(k) != run[k]}
+        if diff:
+            raise ValueError(
+                f"{out} holds a run with different settings ({diff}); resuming would mix them. "
+                "Use another --output folder, or delete this one to start over."
+            )
+
+
+def _decode(processor, sequences, prompt_len: int, eos_ids: set[int], pad_id: int | None) -> list[str]:
+    texts = []
+    for seq in sequences[:, prompt_len:].tolist():
+        ids = []
+        for t in seq:
+            if t in eos_ids:
+                break
+            if t != pad_id:
+                ids.append(t)
+        texts.append(processor.tokenizer.decode(ids, skip_special_tokens=False))
+    return texts
+
+
+class _FrameLoader:
+    """Decodes (or fetches) each example's frames once per process; keeps the last few in memory."""
+
+    def __init__(self, config: EvalConfig):
+        self.config, self.memo = config, {}
+
+    def __call__(self, ex: Example):
+        from .video import VideoError, cap_frames, decode_video
+
+        if ex.index in self.memo:
+            return self.memo[ex.index]
+        c = self.config
+        if ex.video is not None:
+            frames, fps, _ = decode_video(ex.video, c.fps, c.max_frames, c.max_pixels or None, c.cache_dir)
+        elif ex.frames is not None:
+            try:
+                frames, fps = ex.frames()
+            except VideoError:
+                raise
+            except Exception as e:
+                raise VideoError("unreadable_video", f"{type(e).__name__}: {e}") from e
+            frames, fps, _ = cap_frames(frames, fps, c.max_frames)
+        else:
+            raise VideoError("missing_video", f"row {ex.index} has neither a video path nor frames.")
+        if len(self.memo) > 16:
+            self.memo.pop(next(iter(self.memo)))
+        self.memo[ex.index] = (frames, fps)
+        return frames, fps
+
+
+def _generate(model, processor, task: Task, batch: list[tuple[Example, int]], videos, config: EvalConfig):
+    import torch
+
+    from ..prompting import video_kwargs
+
+    texts = [
+        processor.apply_chat_template(task.messages(ex), add_generation_prompt=True, tokenize=False) for ex, _ in batch
+    ]
+    inputs = processor(
+        text=texts,
+        padding=True,
+        return_tensors="pt",
+        **video_kwargs(processor, [v for v, _ in videos], [f for _, f in videos]),
+    )
+    inputs = inputs.to(model.device)
+    tok = processor.tokenizer
+    gen = model.generation_config
+    eos = gen.eos_token_id if gen.eos_token_id is not None else tok.eos_token_id
+    eos_ids = set(eos if isinstance(eos, (list, tuple)) else [eos]) - {None}
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else next(iter(eos_ids), None)
+    kwargs = {"max_new_tokens": config.max_new_tokens, "do_sample": config.sampling, "pad_token_id": pad_id}
+    if config.sampling:
+        kwargs.update(temperature=config.temperature, top_p=config.top_p)
+        first = batch[0]
+        torch.manual_seed(config.seed * 1_000_003 + first[0].index * 101 + first[1])
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    with torch.inference_mode():
+        out = model.generate(**inputs, **kwargs)
+    sequences = out.sequences if hasattr(out, "sequences") else out
+    return _decode(processor, sequences, inputs["input_ids"].shape[1], eos_ids, pad_id)
+
+
+def _record(ex: Example, sample: int, raw: str | None, error: str | None, task: Task) -> dict:
+    """One result row in the design-doc layout (`index, id, task, gt, pred, raw, hit, error`) plus `sample` and the
+    lenient prediction."""
+    if error:
+        scored = {"pred": None, "hit": 0, "pred_lenient": None, "hit_lenient": 0}
+    else:
+        scored = task.score(ex, raw)
+    return {
+        "index": ex.index,
+        "sample": sample,
+        "id": ex.id,
+        "task": ex.task,
+        "gt": ex.answer or None,
+        "pred": scored["pred"],
+        "raw": raw,
+        "hit": scored["hit"],
+        "pred_lenient": scored["pred_lenient"],
+        "hit_lenient": scored["hit_lenient"],
+        "error": error,
+    }
+
+
+def evaluate_model(
+    model,
+    processor,
+    task: Task,
+    examples: list[Example],
+    output_dir: str | os.PathLike,
+    config: EvalConfig | None = None,
+    model_name: str | None = None,
+    data: str | None = None,
+    state=None,
+) -> dict | None:
+    """Evaluates `model` on `examples`, writing `<output_dir>/results.jsonl` and `summary.json`.
+
+    Args:
+        model: any transformers VLM with `generate(**processor_outputs)` (a thinker4d model decodes latents there).
+        processor: its processor; its tokenizer is switched to left padding.
+        task (`Task`), examples (`list[Example]`): from `thinker4d.eval.load_task(name).load(data)`.
+        output_dir (`str`): results folder; rerunning on it resumes.
+        config (`EvalConfig`, *optional*): generation / frame / run settings.
+        model_name (`str`, *optional*), data (`str`, *optional*): recorded in run.json and the summary.
+        state (*optional*): an `accelerate.PartialState` (or anything with `process_index`, `num_processes`,
+            `is_main_process`, `wait_for_everyone()`); default: one process.
+
+    Returns:
+        The summary `dict` on the main process, `None` on the others.
+    """
+    from tqdm.auto import tqdm
+
+    from .. import __version__
+
+    config = config or EvalConfig()
+    state = state or _SingleProcess()
+    out = Path(output_dir)
+    (out / PARTS).mkdir(parents=True, exist_ok=True)
+    model_name = model_name or getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__
+    run = {"benchmark": task.name, "data": str(data) if data else None, "model": str(model_name)}
+    run |= {"generation": config.generation(), "limit": config.limit, "questions": len(examples)}
+    _check_run(out, run)
+    if (out / SUMMARY).is_file():
+        logger.info("%s is already complete; delete it to re-evaluate.", out)
+        return json.loads((out / SUMMARY).read_text()) if state.is_main_process else None
+    done = _load_done(out, config.retry_errors)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        _atomic_write(out / RUN, json.dumps(run, indent=2))
+    # Shard over *all* rows, then drop the finished ones: the split never depends on when a process read the files.
+    units = [(ex, s) for ex in examples for s in range(config.num_samples)]
+    if hasattr(state, "split_between_processes"):
+        with state.split_between_processes(units) as part:
+            mine = list(part)
+    else:
+        mine = shard(units, state.process_index, state.num_processes)
+    mine = [(ex, s) for ex, s in mine if (ex.index, s) not in done]
+    logger.info("%d of %d rows done; %d to go on this process.", len(done), len(units), len(mine))
+
+    processor.tokenizer.padding_side = "left"
+    frames = _FrameLoader(config)
+    part = out / PARTS / f"rank{state.process_index}.jsonl"
+    start = time.perf_counter()
+    with open(part, "a", encoding="utf-8") as sink:
+
+        def write(rec: dict) -> None:
+            sink.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            sink.flush()
+
+        pending = []
+        for ex, s in mine:
+            if ex.error:
+                write(_record(ex, s, None, ex.error, task))
+            else:
+                pending.append((ex, s))
+        bar = tqdm(total=len(pending), desc=f"eval {task.name}", disable=not state.is_main_process)
+        for b in range(0, len(pending), config.batch_size):
+            batch, videos = [], []
+            for ex, s in pending[b : b + config.batch_size]:
+                try:
+                    videos.append(frames(ex))
+                    batch.append((ex, s))
+                except Exception as e:  # VideoError carries its reason; anything else is an unreadable video
+                    reason = getattr(e, "reason", None)
+                    write(_record(ex, s, None, str(e) if reason else f"unreadable_video: {e}", task))
+            for rec in _run_batch(model, processor, task, batch, videos, config):
+                write(rec)
+            bar.update(len(pending[b : b + config.batch_size]))
+        bar.close()
+    elapsed = time.perf_counter() - start
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        return None
+    return _finish(out, task, examples, config, run, elapsed, __version__)
+
+
+def _run_batch(model, processor, task, batch, videos, config) -> list[dict]:
+    """Generates a batch; when the batch fails, retries row by row so one bad row cannot sink its neighbours."""
+    if not batch:
+        return []
+    try:
+        raws = _generate(model, processor, task, batch, videos, config)
+        return [_record(ex, s, raw, None, task) for (ex, s), raw in zip(batch, raws)]
+    except Exception as e:
+        if len(batch) == 1:
+            logger.warning("Generation failed for row %d: %s", batch[0][0].index, e)
+            return [_record(batch[0][0], batch[0][1], None, f"generation_error: {type(e).__name__}: {e}", task)]
+        out = []
+        for item, video in zip(batch, videos):
+            out.extend(_run_batch(model, processor, task, [item], [video], config))
+        return out
+
+
+def _finish(out: Path, task: Task, examples, config: EvalConfig, run: dict, elapsed: float, version: str) -> dict:
+    done = _load_done(out, retry_errors=False)
+    expected = [(ex.index, s) for ex in examples for s in range(config.num_samples)]
+    missing = [k for k in expected if k not in done]
+    if missing:
+        raise RuntimeError(
+            f"{len(missing)} of {len(expected)} rows have no result (first: index {missing[0][0]}, sample "
+            f"{missing[0][1]}); a process may have died. Rerun the same command to resume; no summary was written."
+        )
+    records = [done[k] for k in expected]
+    _atomic_write(out / RESULTS, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    summary = {
+        **score_records(records, task.subtasks, config.num_samples),
+        "generation": config.generation(),
+        "model": run["model"],
+        "benchmark": task.name,
+        "data": run["data"],
+        "limit": config.limit,
+        "thinker4d_version": version,
+        "last_run_seconds": round(elapsed, 3),
+    }
+    _atomic_write(out / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False))
+    return summary
+
+
+def run_evaluation(
+    model: str,
+    benchmark: str,
+    data: str,
+    output_dir: str | os.PathLike,
+    config: EvalConfig | None = None,
+    video_root: str | None = None,
+    split: str = "test",
+    dtype: str = "auto",
+    use_accelerate: bool = True,
+) -> dict | None:
+    """Loads a checkpoint (path or Hub id) and a benchmark, then runs [`evaluate_model`] on every process.
+
+    `import thinker4d` registers the thinker4d auto classes, so `AutoModelForImageTextToText` loads both thinker4d and
+    stock checkpoints (the latter evaluate as baselines).
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import thinker4d  # noqa: F401  (registers the auto classes when the model core provides them)
+
+    from .tasks import load_task
+
+    config = config or EvalConfig()
+    state = _SingleProcess()
+    if use_accelerate:
+        from accelerate import PartialState
+
+        state = PartialState()
+    task = load_task(benchmark)
+    examples = task.load(data, limit=config.limit, video_root=video_root, split=split)
+    processor = AutoProcessor.from_pretrained(model)
+    net = AutoModelForImageTextToText.from_pretrained(model, dtype=dtype)
+    device = getattr(state, "device", None)
+    if device is not None:
+        net = net.to(device)
+    net.eval()
+    return evaluate_model(net, processor, task, examples, output_dir, config, model_name=model, data=data, state=state)
+
+
+__all__ = ["EvalConfig", "evaluate_model", "run_evaluation", "shard"]

@@ -1,0 +1,761 @@
+"""Hugging Face Hub integration: auto-class registration, Hub-ready model folders (remote code + `custom_generate/`),
+model and dataset cards, uploads.
+
+Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's release:
+
+1. The paper's checkpoint loads with the stock Qwen class, whose `generate` never feeds latents back (it opens an
+   imagery block, then decodes ordinary tokens). Folders written here carry `models/` as remote code (`auto_map` in
+   config.json), so `AutoModelForImageTextToText.from_pretrained(repo, trust_remote_code=True).generate` decodes with
+   latent feedback without thinker4d installed.
+2. A `custom_generate/` folder ships the same decoding loop (`generation.py` is copied byte for byte from
+   `thinker4d/models/generation.py`, never rewritten), so a stock-class model whose config carries the latent fields
+   can use it through `generate(custom_generate=repo, trust_remote_code=True)`.
+
+Example:
+
+```python
+>>> import thinker4d
+>>> from thinker4d.hub import save_for_hub
+>>> from thinker4d.tiny import build_tiny_model, build_tiny_processor
+>>> processor = build_tiny_processor("qwen2_5_vl")
+>>> model, processor = thinker4d.from_base(build_tiny_model("qwen2_5_vl", processor), processor)
+>>> folder = save_for_hub(model, processor, "tiny-thinker4d", repo_id="me/tiny-thinker4d")  # doctest: +SKIP
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import DatasetCardData, HfApi, ModelCardData
+from transformers import AutoConfig, AutoModelForImageTextToText
+from transformers.dynamic_module_utils import get_relative_import_files
+
+from .models import (
+    Thinker4DQwen2_5_VLConfig,
+    Thinker4DQwen2_5_VLForConditionalGeneration,
+    Thinker4DQwen3VLConfig,
+    Thinker4DQwen3VLForConditionalGeneration,
+    check_latent_tokens,
+    latent_token_ids,
+)
+
+
+logger = logging.getLogger(__name__)
+
+PAPER_URL = "https://huggingface.co/papers/2605.05997"
+MODEL_TAGS = ("thinker4d", "latent-reasoning", "custom_generate")
+DATASET_TAGS = ("thinker4d", "latent-reasoning", "4d-reasoning", "video")
+# Environment variables whose values must never reach a written file or a log line.
+SECRET_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "GEMINI_API_KEY", "GOOGLE_API_KEY")
+_SECRET_KEY = re.compile(r"(^|_)(token|secret|password|api_key|apikey|credentials?)$", re.IGNORECASE)
+_MODEL_CLASSES = {
+    Thinker4DQwen2_5_VLConfig.model_type: (Thinker4DQwen2_5_VLConfig, Thinker4DQwen2_5_VLForConditionalGeneration),
+    Thinker4DQwen3VLConfig.model_type: (Thinker4DQwen3VLConfig, Thinker4DQwen3VLForConditionalGeneration),
+}
+_BACKBONE_OF = {Thinker4DQwen2_5_VLConfig.model_type: "qwen2_5_vl", Thinker4DQwen3VLConfig.model_type: "qwen3_vl"}
+_BACKBONE_TITLE = {"qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl": "Qwen3-VL"}
+# Files of a training checkpoint that belong on the Hub (optimizer state, RNG state and pickles do not).
+_CHECKPOINT_FILES = re.compile(
+    r"^(config\.json|generation_config\.json|.*\.safetensors|model\.safetensors\.index\.json|tokenizer\.json|"
+    r"tokenizer_config\.json|special_tokens_map\.json|added_tokens\.json|vocab\.json|merges\.txt|"
+    r"chat_template\.(jinja|json)|processor_config\.json|preprocessor_config\.json|video_preprocessor_config\.json)$"
+)
+_TRAINING_ARGS_FILES = ("training_args.json", "trainer_config.json")
+_ALWAYS_SHOWN_HPARAMS = (
+    "learning_rate",
+    "num_train_epochs",
+    "max_steps",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "seed",
+)
+_NOT_HPARAMS = re.compile(r"^(output_dir|logging_dir|run_name|report_to|hub_.*|push_to_hub.*|resume_from_checkpoint)$")
+DESIGN_COLUMNS = {
+    "id": "unique, stable: `<clip_id>/<task>/<n>`",
+    "clip_id": "source clip (synthetic world seed or real clip id)",
+    "frames": "the video frames shown to the model, in time order",
+    "fps": "frames per second of `frames` (after sampling)",
+    "task": "question family (`camera_motion`, `object_direction`, ...)",
+    "question": "question stem, no options",
+    "options": 'rendered options, `"A. Pan Left"` ...',
+    "answer": "the correct letter",
+    "cot": "chain of thought with one `<imagery>` marker per overlay, then `<answer>...</answer>`",
+    "imagery": "overlay images, same count and order as `<imagery>` markers",
+    "label_source": "`geometry` (computed from poses/depth/masks) or `teacher` (a model's judgment)",
+    "meta": "stage provenance as JSON: teacher model, segmenter, landmark names, seeds",
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Auto classes and attention
+
+
+def register_auto_classes() -> None:
+    """Register the thinker4d configs and models with transformers' auto classes (idempotent).
+
+    Also marks them for remote code (`register_for_auto_class`), so every `save_pretrained` / `push_to_hub` of a
+    thinker4d model writes `auto_map` into config.json and copies the `models/` files it needs beside the weights.
+    """
+    for config_cls, model_cls in _MODEL_CLASSES.values():
+        AutoConfig.register(config_cls.model_type, config_cls, exist_ok=True)
+        AutoModelForImageTextToText.register(config_cls, model_cls, exist_ok=True)
+        config_cls.register_for_auto_class("AutoConfig")
+        model_cls.register_for_auto_class("AutoModelForImageTextToText")
+
+
+def pick_attn_implementation(device: str | None = None) -> str:
+    """`"flash_attention_2"` when flash-attn is installed and the model runs on a CUDA GPU, `"sdpa"` otherwise.
+
+    Args:
+        device (`str`, *optional*): the target device; by default a GPU is used when one is visible.
+
+    Example:
+
+    ```python
+    >>> from thinker4d.hub import pick_attn_implementation
+    >>> pick_attn_implementation("cpu")
+    'sdpa'
+    ```
+    """
+    import torch
+
+    on_gpu = torch.cuda.is_available() if device is None else str(device).startswith("cuda")
+    return "flash_attention_2" if on_gpu and importlib.util.find_spec("flash_attn") is not None else "sdpa"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Secrets
+
+
+def _secret_values() -> dict[str, str]:
+    return {name: os.environ[name] for name in SECRET_ENV_VARS if len(os.environ.get(name, "")) >= 8}
+
+
+def scrub(value: Any) -> Any:
+    """Drop credential-like keys (`hub_token`, `api_key`, ...) and secret values from a JSON-like object."""
+    secrets = set(_secret_values().values())
+    if isinstance(value, Mapping):
+        return {k: scrub(v) for k, v in value.items() if not _SECRET_KEY.search(str(k))}
+    if isinstance(value, (list, tuple)):
+        return [scrub(v) for v in value]
+    if isinstance(value, str) and any(s in value for s in secrets):
+        return "<redacted>"
+    return value
+
+
+def find_secrets(folder: str | os.PathLike, max_file_bytes: int = 256 * 2**20) -> list[tuple[str, str]]:
+    """`(relative file, env var name)` for every file under `folder` containing the value of a secret env var."""
+    secrets = {name: value.encode() for name, value in _secret_values().items()}
+    hits = []
+    if not secrets:
+        return hits
+    root = Path(folder)
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if path.stat().st_size > max_file_bytes:
+            continue
+        data = path.read_bytes()
+        hits.extend((path.relative_to(root).as_posix(), name) for name, value in secrets.items() if value in data)
+    return hits
+
+
+def assert_no_secrets(folder: str | os.PathLike) -> None:
+    """Raise when a file under `folder` contains the value of `HF_TOKEN`, `GEMINI_API_KEY`, ... (names only)."""
+    hits = find_secrets(folder)
+    if hits:
+        listing = ", ".join(f"{f} ({name})" for f, name in hits)
+        raise RuntimeError(
+            f"Refusing to publish {folder}: these files contain the value of a secret environment variable: {listing}. "
+            "Remove the secret from those files (or from the training config they were written from) and try again."
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Model folders
+
+
+def _templates_dir() -> Path:
+    return Path(__file__).parent / "templates"
+
+
+def _card_templates_dir() -> Path:
+    # model_cards/ sits at the repository root (source checkout); an installed wheel carries a copy in templates/.
+    for candidate in (Path(__file__).resolve().parents[2] / "model_cards", _templates_dir() / "model_cards"):
+        if (candidate / "model_card.md.jinja").is_file():
+            return candidate
+    raise FileNotFoundError(
+        "Card templates not found: expected model_cards/model_card.md.jinja at the repository root or "
+        "thinker4d/templates/model_cards/ in the installed package. Reinstall thinker4d from a full source checkout."
+    )
+
+
+def _jinja(directory: Path):
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(directory)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _read_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has no config.json; pass a folder written by model.save_pretrained().")
+    return json.loads(path.read_text())
+
+
+def write_remote_code(folder: str | os.PathLike) -> list[str]:
+    """Copy the `models/` files the checkpoint's classes need into `folder` and set `auto_map` in its config.json.
+
+    Files are copied with transformers' own resolution of relative imports (`get_relative_import_files`), exactly as
+    `save_pretrained` does for classes registered with `register_for_auto_class`. Returns the copied file names.
+    """
+    folder = Path(folder)
+    config = _read_config(folder)
+    model_type = config.get("model_type")
+    if model_type not in _MODEL_CLASSES:
+        raise ValueError(
+            f"{folder}/config.json has model_type {model_type!r}, not a thinker4d model "
+            f"({', '.join(_MODEL_CLASSES)}). Convert the model with thinker4d.from_base() and save it first."
+        )
+    auto_map = dict(config.get("auto_map") or {})
+    copied = []
+    for auto_name, cls in zip(("AutoConfig", "AutoModelForImageTextToText"), _MODEL_CLASSES[model_type]):
+        source = Path(sys.modules[cls.__module__].__file__)
+        for file in [str(source), *get_relative_import_files(source)]:
+            shutil.copyfile(file, folder / Path(file).name)
+            copied.append(Path(file).name)
+        auto_map[auto_name] = f"{source.stem}.{cls.__name__}"
+    config["auto_map"] = auto_map
+    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return sorted(set(copied))
+
+
+def write_custom_generate(folder: str | os.PathLike, model_id: str = "<this repo>") -> Path:
+    """Write `custom_generate/` (generate.py, generation.py, README.md) into `folder`; returns the new folder.
+
+    `generation.py` is a byte-for-byte copy of `thinker4d/models/generation.py`, the single source of the decoding loop;
+    `generate.py` imports it relatively (transformers copies sibling files of `custom_generate/generate.py`).
+    """
+    from .models import generation
+
+    target = Path(folder) / "custom_generate"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(_templates_dir() / "custom_generate.py", target / "generate.py")
+    shutil.copyfile(generation.__file__, target / "generation.py")
+    readme = _jinja(_templates_dir()).get_template("custom_generate_README.md.jinja")
+    (target / "README.md").write_text(
+        readme.render(model_id=model_id, custom_generate_id=model_id, thinker4d_version=_version())
+    )
+    return target
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, (list, tuple, dict)):
+        return "`" + json.dumps(value, sort_keys=True) + "`"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def training_hyperparameters(training_args: Any) -> list[tuple[str, str]]:
+    """`(name, value)` rows for the card from a TrainingArguments-like object, a dataclass, a dict or a JSON/YAML path.
+
+    For a dataclass (TrainingArguments, a trl/thinker4d trainer config) only fields that differ from their default are
+    listed, plus the learning rate, epochs/steps, batch size, accumulation and seed. A dict is listed whole. Credential
+    fields (`hub_token`, `*_api_key`, ...) and paths/logging settings are left out.
+    """
+    if training_args is None:
+        return []
+    if isinstance(training_args, (str, os.PathLike)):
+        path = Path(training_args)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"Training config {path} does not exist; pass a JSON or YAML file of trainer args."
+            )
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            training_args = yaml.safe_load(path.read_text()) or {}
+        else:
+            training_args = json.loads(path.read_text())
+    if dataclasses.is_dataclass(training_args) and not isinstance(training_args, type):
+        items = {}
+        for f in dataclasses.fields(training_args):
+            value = getattr(training_args, f.name, None)
+            if f.default is not dataclasses.MISSING:
+                default = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = dataclasses.MISSING
+            if value != default or f.name in _ALWAYS_SHOWN_HPARAMS:
+                items[f.name] = value
+    elif hasattr(training_args, "to_dict"):
+        items = training_args.to_dict()
+    elif isinstance(training_args, Mapping):
+        items = dict(training_args)
+    else:
+        raise TypeError(
+            f"training_args must be a TrainingArguments-like dataclass, a dict or a JSON/YAML path, got "
+            f"{type(training_args).__name__}."
+        )
+    items = scrub(items)
+    rows = []
+    for key in sorted(items):
+        value = items[key]
+        if _NOT_HPARAMS.match(key) or value is None or hasattr(value, "__dict__"):
+            continue
+        if hasattr(value, "value"):  # enums (lr_scheduler_type, ...)
+            value = value.value
+        rows.append((key, _fmt(value)))
+    return rows
+
+
+def _pct(x: Any) -> str:
+    return f"{100 * float(x):.1f}%" if isinstance(x, (int, float)) else "n/a"
+
+
+def load_eval_summary(summary: str | os.PathLike | Mapping) -> dict:
+    """Card-ready view of an evaluation summary JSON (fields per docs/design.md: `accuracy`, `macro_accuracy`,
+    `subtask_accuracy`, `subtask_total`, `total`, `evaluated`, `errors`, `parser`, `generation`, `benchmark`)."""
+    source = str(summary) if not isinstance(summary, Mapping) else "<dict>"
+    if not isinstance(summary, Mapping):
+        path = Path(summary)
+        if path.is_dir():
+            path = path / "summary.json"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"Evaluation summary {path} does not exist; pass the summary JSON `thinker4d eval` wrote."
+            )
+        summary = json.loads(path.read_text())
+    if "accuracy" not in summary:
+        raise ValueError(
+            f"Evaluation summary {source} has no 'accuracy' field; expected the summary JSON written by thinker4d eval "
+            "(total, evaluated, errors, correct, accuracy, subtask_accuracy, subtask_total, macro_accuracy, ...)."
+        )
+    sub_acc = summary.get("subtask_accuracy") or {}
+    sub_n = summary.get("subtask_total") or {}
+    generation = scrub(summary.get("generation") or {})
+    return {
+        "benchmark": summary.get("benchmark") or "evaluation",
+        "accuracy": _pct(summary["accuracy"]),
+        "macro_accuracy": _pct(summary.get("macro_accuracy")),
+        "total": summary.get("total", "n/a"),
+        "evaluated": summary.get("evaluated", "n/a"),
+        "errors": summary.get("errors", "n/a"),
+        "parser": summary.get("parser", "n/a"),
+        "subtasks": [(name, _pct(sub_acc[name]), sub_n.get(name, "n/a")) for name in sorted(sub_acc)],
+        "generation": ", ".join(f"`{k}={v}`" for k, v in sorted(generation.items())) if generation else "",
+    }
+
+
+def usage_snippet(repo_id: str, max_new_tokens: int = 1024) -> str:
+    """The card's Python usage snippet (needs only torch, transformers and numpy)."""
+    template = _jinja(_card_templates_dir()).get_template("usage_snippet.py.jinja")
+    return template.render(repo_id=repo_id, max_new_tokens=max_new_tokens).strip()
+
+
+def render_model_card(
+    config: Any,
+    repo_id: str,
+    *,
+    base_model: str | None = None,
+    datasets: Iterable[str] | None = None,
+    training_args: Any = None,
+    eval_summaries: Iterable[str | os.PathLike | Mapping] | None = None,
+    license: str = "apache-2.0",
+    stages: str | None = None,
+    snippet_max_new_tokens: int = 1024,
+) -> str:
+    """Render README.md for a thinker4d checkpoint from `model_cards/model_card.md.jinja`.
+
+    Args:
+        config (`PretrainedConfig` or `dict`): the model config (latent fields, model_type).
+        repo_id (`str`): Hub id (or local path) used in the usage snippet.
+        base_model (`str`, *optional*): Hub id of the model the checkpoint was trained from.
+        datasets (`list[str]`, *optional*): Hub ids of the training datasets.
+        training_args (*optional*): TrainingArguments-like object, dict, or JSON/YAML path (see
+            [`training_hyperparameters`]).
+        eval_summaries (*optional*): evaluation summary JSON paths or dicts, one table each.
+        license (`str`, defaults to `"apache-2.0"`), stages (`str`, *optional*): e.g. `"DIFT then 4DRL"`.
+    """
+    config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    backbone = _BACKBONE_OF.get(config.get("model_type"), "qwen2_5_vl")
+    datasets = list(datasets or [])
+    metadata = ModelCardData(
+        license=license,
+        base_model=base_model,
+        datasets=datasets or None,
+        pipeline_tag="image-text-to-text",
+        library_name="transformers",
+        tags=list(MODEL_TAGS),
+    )
+    template = _jinja(_card_templates_dir()).get_template("model_card.md.jinja")
+    text = template.render(
+        metadata_yaml=metadata.to_yaml().strip(),
+        model_name=repo_id.rstrip("/").split("/")[-1],
+        repo_id=repo_id,
+        backbone=backbone,
+        backbone_title=_BACKBONE_TITLE[backbone],
+        base_model=base_model,
+        datasets=datasets,
+        latent_size=config.get("latent_size"),
+        imagery_pooling=config.get("imagery_pooling", "raster"),
+        stages=stages,
+        hyperparameters=training_hyperparameters(training_args),
+        evaluations=[load_eval_summary(s) for s in (eval_summaries or [])],
+        snippet=usage_snippet(repo_id, snippet_max_new_tokens),
+        thinker4d_version=_version(),
+    )
+    return re.sub(r"\n{3,}", "\n\n", text)
+
+
+def finalize_model_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    custom_generate: bool = True,
+    card: bool = True,
+    **card_kwargs,
+) -> Path:
+    """Make a saved thinker4d folder Hub-ready: remote code + `auto_map`, `custom_generate/`, README.md, secret check.
+
+    `card_kwargs` go to [`render_model_card`].
+    """
+    folder = Path(folder)
+    write_remote_code(folder)
+    if custom_generate:
+        write_custom_generate(folder, model_id=repo_id)
+    if card:
+        (folder / "README.md").write_text(render_model_card(_read_config(folder), repo_id, **card_kwargs))
+    assert_no_secrets(folder)
+    return folder
+
+
+def save_for_hub(
+    model,
+    processor,
+    output_dir: str | os.PathLike,
+    *,
+    repo_id: str | None = None,
+    custom_generate: bool = True,
+    card: bool = True,
+    **card_kwargs,
+) -> Path:
+    """Save a thinker4d model and its processor as a Hub-ready folder.
+
+    The folder loads with `AutoModelForImageTextToText.from_pretrained(folder, trust_remote_code=True)` (no thinker4d
+    install needed; `generate` feeds latents back), carries `custom_generate/` for stock-class models, the processor
+    (latent tokens and chat template) and a model card.
+
+    Args:
+        model ([`Thinker4DQwen2_5_VLForConditionalGeneration`] or [`Thinker4DQwen3VLForConditionalGeneration`]).
+        processor: its processor (must contain the three latent tokens with the config's ids).
+        output_dir (`str` or `os.PathLike`): where to write.
+        repo_id (`str`, *optional*): Hub id used in the card and snippets; defaults to `output_dir`.
+        custom_generate (`bool`, defaults to `True`), card (`bool`, defaults to `True`): what to add.
+        card_kwargs: `base_model`, `datasets`, `training_args`, `eval_summaries`, `license`, `stages`
+            (see [`render_model_card`]).
+
+    Returns:
+        `Path` of the folder.
+    """
+    if getattr(model.config, "model_type", None) not in _MODEL_CLASSES:
+        raise TypeError(
+            f"save_for_hub needs a thinker4d model, got {type(model).__name__} (model_type "
+            f"{getattr(model.config, 'model_type', None)!r}). Convert it first: "
+            "`model, processor = thinker4d.from_base(model, processor)`."
+        )
+    latent_token_ids(model.config)
+    check_latent_tokens(getattr(processor, "tokenizer", processor), model.config)
+    output_dir = Path(output_dir)
+    model.save_pretrained(output_dir)
+    processor.save_pretrained(output_dir)
+    return finalize_model_folder(
+        output_dir, repo_id or str(output_dir), custom_generate=custom_generate, card=card, **card_kwargs
+    )
+
+
+def stage_model_checkpoint(
+    checkpoint: str | os.PathLike, output_dir: str | os.PathLike, repo_id: str, **kwargs
+) -> Path:
+    """Write the folder `thinker4d push` uploads for a training checkpoint: weights, config, processor files, remote
+    code, `custom_generate/` and the card. Optimizer/RNG state, pickles and stale `.py` files are left out.
+
+    Hyper-parameters come from `training_args` when given, else from `training_args.json` / `trainer_config.json` in the
+    checkpoint. Other keyword arguments go to [`finalize_model_folder`].
+    """
+    from transformers import AutoTokenizer
+
+    checkpoint, output_dir = Path(checkpoint), Path(output_dir)
+    config_dict = _read_config(checkpoint)
+    if config_dict.get("model_type") not in _MODEL_CLASSES:
+        raise ValueError(
+            f"{checkpoint}/config.json has model_type {config_dict.get('model_type')!r}, not a thinker4d model "
+            f"({', '.join(_MODEL_CLASSES)}). Convert the model with thinker4d.from_base() and save it first."
+        )
+    config = AutoConfig.from_pretrained(checkpoint)
+    latent_token_ids(config)
+    check_latent_tokens(AutoTokenizer.from_pretrained(checkpoint), config)
+    files = sorted(p for p in checkpoint.iterdir() if p.is_file() and _CHECKPOINT_FILES.match(p.name))
+    if not any(p.name.endswith(".safetensors") for p in files):
+        raise FileNotFoundError(f"{checkpoint} has no *.safetensors weights; save the model with save_pretrained().")
+    if kwargs.get("training_args") is None:
+        found = [checkpoint / name for name in _TRAINING_ARGS_FILES if (checkpoint / name).is_file()]
+        kwargs["training_args"] = found[0] if found else None
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for path in files:
+        shutil.copyfile(path, output_dir / path.name)
+    return finalize_model_folder(output_dir, repo_id, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Datasets
+
+
+def _split_of(relative: Path) -> str:
+    for part in [*relative.parts[:-1], relative.name.split("-")[0].split(".")[0]]:
+        if part in ("train", "validation", "test"):
+            return part
+    return "train"
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "n>1M"
+
+
+def _rejection_rows(rejected: Any) -> list[tuple[str, str, Any]]:
+    rows = []
+    for stage, value in sorted((rejected or {}).items()):
+        if isinstance(value, Mapping):
+            rows.extend((stage, reason, n) for reason, n in sorted(value.items()))
+        else:
+            rows.append(("-", stage, value))
+    return rows
+
+
+def stage_dataset(
+    source: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    stats: str | os.PathLike | Mapping | None = None,
+    license: str = "other",
+    pretty_name: str | None = None,
+    description: str | None = None,
+) -> Path:
+    """Write the folder `thinker4d push --dataset` uploads: parquet shards under `data/` and a dataset card.
+
+    Args:
+        source: a folder of parquet shards (split from the file or folder name: `train`, `validation`, `test`;
+            anything else is `train`) or a `Dataset.save_to_disk` / `DatasetDict.save_to_disk` folder.
+        output_dir: where to write.
+        repo_id: the dataset's Hub id (card title, `configs` metadata).
+        stats: synthesis statistics, a dict or JSON path; by default `synthesis_stats.json` in `source` when present.
+            Keys read: `candidates`, `kept`, `rejected` (`{stage: {reason: count}}` or `{reason: count}`), `pipeline`
+            (`{step: description}`), `sources` (`[{"name", "license", "url"}]`).
+        license: license id for the card metadata (the sources' licenses are listed too).
+    """
+    import datasets as hf_datasets
+    import pyarrow.parquet as pq
+
+    source, output_dir = Path(source), Path(output_dir)
+    if not source.is_dir():
+        raise FileNotFoundError(f"Dataset folder {source} does not exist.")
+    data_dir = output_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    shards: dict[str, list[Path]] = {}
+    if (source / "dataset_dict.json").is_file() or (source / "state.json").is_file():
+        loaded = hf_datasets.load_from_disk(str(source))
+        splits = loaded if isinstance(loaded, hf_datasets.DatasetDict) else {"train": loaded}
+        for split, ds in splits.items():
+            dest = data_dir / f"{split}-00000-of-00001.parquet"
+            ds.to_parquet(str(dest))
+            shards[split] = [dest]
+    else:
+        found = sorted(p for p in source.rglob("*.parquet") if p.is_file())
+        if not found:
+            raise FileNotFoundError(
+                f"{source} holds no *.parquet shards and is not a save_to_disk folder; write the dataset with "
+                "Dataset.to_parquet() or save_to_disk() first."
+            )
+        by_split: dict[str, list[Path]] = {}
+        for path in found:
+            by_split.setdefault(_split_of(path.relative_to(source)), []).append(path)
+        for split, paths in by_split.items():
+            for i, path in enumerate(paths):
+                dest = data_dir / f"{split}-{i:05d}-of-{len(paths):05d}.parquet"
+                shutil.copyfile(path, dest)
+                shards.setdefault(split, []).append(dest)
+
+    split_counts, tasks, label_sources, schema = [], Counter(), Counter(), []
+    for split in sorted(shards):
+        n = 0
+        for path in shards[split]:
+            pf = pq.ParquetFile(path)
+            n += pf.metadata.num_rows
+            names = pf.schema_arrow.names
+            if not schema:
+                features = hf_datasets.Features.from_arrow_schema(pf.schema_arrow)
+                schema = [(name, _feature_text(features[name]), DESIGN_COLUMNS.get(name, "")) for name in names]
+            cols = [c for c in ("task", "label_source") if c in names]
+            if cols:
+                table = pf.read(columns=cols)
+                if "task" in cols:
+                    tasks.update(table.column("task").to_pylist())
+                if "label_source" in cols:
+                    label_sources.update(table.column("label_source").to_pylist())
+        split_counts.append((split, n))
+    total = sum(n for _, n in split_counts)
+
+    if stats is None and (source / "synthesis_stats.json").is_file():
+        stats = source / "synthesis_stats.json"
+    if stats is not None and not isinstance(stats, Mapping):
+        stats = json.loads(Path(stats).read_text())
+    stats = scrub(dict(stats or {}))
+    candidates, kept = stats.get("candidates"), stats.get("kept")
+    rate = None
+    if isinstance(candidates, int) and isinstance(kept, int) and candidates > 0:
+        rate = f"{100 * (candidates - kept) / candidates:.1f}%"
+    metadata = DatasetCardData(
+        license=license,
+        pretty_name=pretty_name or repo_id.split("/")[-1],
+        task_categories=["video-text-to-text"],
+        tags=list(DATASET_TAGS),
+        size_categories=[_size_category(total)],
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": split, "path": f"data/{split}-*"} for split in sorted(shards)],
+            }
+        ],
+    )
+    template = _jinja(_card_templates_dir()).get_template("dataset_card.md.jinja")
+    text = template.render(
+        metadata_yaml=metadata.to_yaml().strip(),
+        pretty_name=pretty_name or repo_id.split("/")[-1],
+        description=description,
+        schema=schema,
+        split_counts=split_counts,
+        task_counts=sorted(tasks.items()),
+        label_source_counts=sorted(label_sources.items()),
+        pipeline=[(k, _fmt(v)) for k, v in sorted((stats.get("pipeline") or {}).items())],
+        rejections=_rejection_rows(stats.get("rejected")),
+        rejection_rate=rate,
+        kept=kept,
+        candidates=candidates,
+        sources=[{"name": "", "license": "", "url": "", **s} for s in stats.get("sources") or []],
+        license=license,
+        thinker4d_version=_version(),
+    )
+    (output_dir / "README.md").write_text(re.sub(r"\n{3,}", "\n\n", text))
+    assert_no_secrets(output_dir)
+    return output_dir
+
+
+def _feature_text(feature) -> str:
+    import datasets as hf_datasets
+
+    if isinstance(feature, hf_datasets.Value):
+        return feature.dtype
+    if isinstance(feature, hf_datasets.Image):
+        return "Image"
+    if isinstance(feature, (hf_datasets.Sequence, hf_datasets.List, list)):
+        inner = feature[0] if isinstance(feature, list) else feature.feature
+        return f"Sequence({_feature_text(inner)})"
+    if isinstance(feature, dict) and {"bytes", "path"} <= set(feature):
+        return "Image"
+    return type(feature).__name__
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Upload
+
+
+def push_folder(
+    folder: str | os.PathLike,
+    repo_id: str,
+    *,
+    repo_type: str = "model",
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    api: HfApi | None = None,
+):
+    """Upload `folder` to the Hub with `HfApi.create_repo` (+ `create_branch` for a non-main revision) and
+    `HfApi.upload_folder`. The token comes from huggingface_hub's usual sources (`HF_TOKEN`, `hf auth login`); it is
+    never passed through or logged here. Returns the `CommitInfo`."""
+    folder = Path(folder)
+    assert_no_secrets(folder)
+    api = api if api is not None else HfApi()
+    api.create_repo(repo_id=repo_id, repo_type=repo_type, private=private, exist_ok=True)
+    if revision and revision != "main":
+        api.create_branch(repo_id=repo_id, repo_type=repo_type, branch=revision, exist_ok=True)
+    logger.info("Uploading %s to %s (%s, revision %s)", folder, repo_id, repo_type, revision or "main")
+    return api.upload_folder(
+        repo_id=repo_id,
+        folder_path=str(folder),
+        repo_type=repo_type,
+        revision=revision,
+        commit_message=commit_message or f"Upload {repo_type} with thinker4d {_version()}",
+    )
+
+
+def staging_dir(dry_run: str | os.PathLike | None):
+    """A context manager yielding the folder to stage into: `dry_run` (must be new or empty) or a temporary folder."""
+    import contextlib
+
+    if dry_run is None:
+        return tempfile.TemporaryDirectory(prefix="thinker4d-push-")
+    path = Path(dry_run)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise FileExistsError(f"--dry-run folder {path} exists and is not empty; pass a new or empty folder.")
+    path.mkdir(parents=True, exist_ok=True)
+    return contextlib.nullcontext(str(path))
+
+
+__all__ = [
+    "MODEL_TAGS",
+    "SECRET_ENV_VARS",
+    "assert_no_secrets",
+    "find_secrets",
+    "finalize_model_folder",
+    "load_eval_summary",
+    "pick_attn_implementation",
+    "push_folder",
+    "register_auto_classes",
+    "render_model_card",
+    "save_for_hub",
+    "scrub",
+    "stage_dataset",
+    "stage_model_checkpoint",
+    "training_hyperparameters",
+    "usage_snippet",
+    "write_custom_generate",
+    "write_remote_code",
+]

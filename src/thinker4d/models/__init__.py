@@ -1,0 +1,30 @@
+"""Latent-imagery models. Files here import only torch, transformers and each other: they ship flat as Hub remote code."""
+
+from .configuration_thinker4d import LATENT_TOKENS, Thinker4DQwen2_5_VLConfig, Thinker4DQwen3VLConfig
+from .conversion import SUPPORTED_BACKBONES, THINKER4D_CLASSES, add_latent_tokens, check_latent_tokens, from_base
+from .generation import ImageryLimitError, LatentGenerateOutput, latent_sample, latent_token_ids
+from .imagery import place_latents, pool_imagery
+from .modeling_thinker4d_base import Thinker4DCausalLMOutputWithPast
+from .modeling_thinker4d_qwen2_5_vl import Thinker4DQwen2_5_VLForConditionalGeneration
+from .modeling_thinker4d_qwen3_vl import Thinker4DQwen3VLForConditionalGeneration
+
+
+__all__ = [
+    "LATENT_TOKENS",
+    "SUPPORTED_BACKBONES",
+    "THINKER4D_CLASSES",
+    "ImageryLimitError",
+    "LatentGenerateOutput",
+    "Thinker4DCausalLMOutputWithPast",
+    "Thinker4DQwen2_5_VLConfig",
+    "Thinker4DQwen2_5_VLForConditionalGeneration",
+    "Thinker4DQwen3VLConfig",
+    "Thinker4DQwen3VLForConditionalGeneration",
+    "add_latent_tokens",
+    "check_latent_tokens",
+    "from_base",
+    "latent_sample",
+    "latent_token_ids",
+    "place_latents",
+    "pool_imagery",
+]

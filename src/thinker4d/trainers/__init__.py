@@ -1,0 +1,30 @@
+"""Trainers: DIFT (supervised, with latent imagery) and 4DRL (GRPO). Imports are lazy so that `import thinker4d`
+stays light and each trainer module can be used on its own."""
+
+from __future__ import annotations
+
+import importlib
+
+
+_LAZY = {
+    "DIFTConfig": ".dift_config",
+    "DIFT_MODES": ".dift_config",
+    "DIFTTrainer": ".dift_trainer",
+    "cache_imagery_targets": ".dift_trainer",
+    "DIFTDataCollator": ".dift_collator",
+    "InvalidRowError": ".dift_collator",
+    "validate_dift_row": ".dift_collator",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = list(_LAZY)

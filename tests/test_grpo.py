@@ -1,0 +1,276 @@
+"""LatentGRPOTrainer: training smoke on both backbones, on-policy log-probs through imagery blocks, the loss mask,
+config validation and bad rows."""
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from transformers import LogitsProcessorList
+
+import thinker4d
+from thinker4d.prompting import build_messages, video_kwargs
+from thinker4d.rewards import accuracy_reward, completion_text, format_reward
+from thinker4d.tiny import build_tiny_model, build_tiny_processor
+from thinker4d.trainers.latent_grpo_config import LatentGRPOConfig
+from thinker4d.trainers.latent_grpo_trainer import (
+    LatentGRPOTrainer,
+    check_rl_row,
+    latent_per_token_logps,
+    sampling_logps,
+)
+
+
+OPTIONS = ["Pan Left", "Pan Right", "Tilt Up", "Tilt Down"]
+
+
+class BiasStart:
+    """Adds `bias` to the `<|latent_start|>` logit (out of place, so the recorded raw logits stay the model's)."""
+
+    def __init__(self, start_id, bias=2.5):
+        self.start_id, self.bias = start_id, bias
+
+    def __call__(self, input_ids, scores):
+        scores = scores.clone()
+        scores[:, self.start_id] += self.bias
+        return scores
+
+
+def length_reward(completions, **kwargs):
+    return [float(len(completion_text(c)) % 7) for c in completions]
+
+
+def make_rows(n=4, frames=2, seed=0):
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            "id": f"clip{i}/camera_motion/0",
+            "question": f"How does the camera move in clip {i}?",
+            "options": OPTIONS,
+            "answer": "B",
+            "frames": [(rng.random((56, 56, 3)) * 255).astype(np.uint8) for _ in range(frames)],
+            "fps": 2.0,
+        }
+        for i in range(n)
+    ]
+
+
+def tiny(backbone):
+    processor = build_tiny_processor(backbone)
+    model, processor = thinker4d.from_base(build_tiny_model(backbone, processor), processor, latent_size=4)
+    return model, processor
+
+
+def make_args(tmp_path, **kw):
+    defaults = dict(
+        output_dir=str(tmp_path),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=10,
+        learning_rate=1e-2,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        beta=0.0,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        seed=0,
+        bf16=False,  # float32: the on-policy bound is 1e-4
+    )
+    defaults.update(kw)
+    return LatentGRPOConfig(**defaults)
+
+
+# ------------------------------------------------------------------------------------------------- training smoke
+def test_two_steps_train_and_stay_on_policy(backbone, tmp_path):
+    model, processor = tiny(backbone)
+    # steps_per_generation=2 with no accumulation makes trl compute old-policy log-probs at rollout time, and
+    # record_sampling_logps logs their distance to the sampling distribution.
+    args = make_args(
+        tmp_path,
+        steps_per_generation=2,
+        gradient_accumulation_steps=1,
+        record_sampling_logps=True,
+        mask_latent_delimiters=False,
+        reward_weights=[1.0, 0.2, 1.0],
+    )
+    trainer = LatentGRPOTrainer(
+        model,
+        reward_funcs=[accuracy_reward, format_reward, length_reward],
+        args=args,
+        train_dataset=Dataset.from_list(make_rows(4)),
+        processing_class=processor,
+    )
+    trainer.rollout_logits_processor = [BiasStart(trainer.latent_start_id)]
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+
+    logs = trainer.state.log_history
+    first = logs[0]
+    for key in ("loss", "reward", "rewards/accuracy_reward/mean", "rewards/format_reward/mean",
+                "rewards/length_reward/mean", "imagery/blocks_mean", "sampling/latent_logp_diff/max"):  # fmt: skip
+        assert key in first, key
+    assert sum("loss" in h for h in logs) == 2
+    assert first["imagery/blocks_mean"] > 0  # the rollouts did open imagery blocks
+    assert first["sampling/latent_logp_diff/max"] <= 1e-4  # on-policy through the trainer's own recompute
+    changed = [n for n, p in trainer.model.named_parameters() if p.requires_grad and not torch.equal(before[n], p)]
+    # the vision tower sees no gradient through a random tiny model's text-only loss path only if frozen; the LM does
+    assert any("lm_head" in n for n in changed) and any("embed_tokens" in n for n in changed)
+    lm = [n for n in before if "language_model" in n]
+    assert lm and all(n in changed for n in lm), sorted(set(lm) - set(changed))[:5]
+
+
+def test_default_rewards_and_weights(tmp_path):
+    model, processor = tiny("qwen2_5_vl")
+    trainer = LatentGRPOTrainer(model, args=make_args(tmp_path), train_dataset=Dataset.from_list(make_rows(4)),
+                                processing_class=processor)  # fmt: skip
+    assert trainer.reward_func_names == ["accuracy_reward", "format_reward"]
+    assert trainer.reward_weights.tolist() == pytest.approx([1.0, 0.2])
+
+
+# ---------------------------------------------------------------------------------------------- on-policy parity
+def rollout(backbone, temperature=0.7, seed=0, max_new_tokens=20):
+    model, processor = tiny(backbone)
+    start_id, pad_id, end_id, _ = model.latent_ids
+    rng = np.random.default_rng(seed)
+    videos = [(rng.random((2, 56, 56, 3)) * 255).astype(np.uint8) for _ in range(3)]
+    texts = [
+        processor.apply_chat_template(build_messages(f"Q{i}?", OPTIONS), tokenize=False, add_generation_prompt=True)
+        for i in range(3)
+    ]
+    processor.tokenizer.padding_side = "left"
+    enc = processor(text=texts, padding=True, return_tensors="pt", **video_kwargs(processor, videos, 2.0))
+    torch.manual_seed(seed)
+    out = model.generate(
+        **enc,
+        do_sample=True,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        return_dict_in_generate=True,
+        output_logits=True,
+        logits_processor=LogitsProcessorList([BiasStart(start_id)]),
+    )
+    comp = out.sequences[:, enc["input_ids"].shape[1] :]
+    mm = {k: enc[k] for k in ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts") if k in enc}
+    attention = torch.cat([enc["attention_mask"], torch.ones_like(comp)], dim=1)
+    rollout_lp = sampling_logps(torch.stack(out.logits, 1), comp, model.config, temperature)
+    # text tokens that come after at least one imagery block: the ones the paper's recompute gets wrong
+    text = (comp != pad_id) & (comp != end_id)
+    after_block = text & ((comp == end_id).long().cumsum(1) > 0)
+    return model, out, comp, attention, mm, rollout_lp, text, after_block
+
+
+def test_recomputed_logps_equal_sampling_logps(backbone):
+    temperature = 0.7
+    model, out, comp, attention, mm, rollout_lp, text, after_block = rollout(backbone, temperature)
+    assert after_block.any(), "the rollout must contain text after an imagery block"
+    with torch.no_grad():
+        lp, _ = latent_per_token_logps(
+            model, out.sequences, attention, comp.shape[1], out.latents, temperature=temperature, **mm
+        )
+    diff = (lp - rollout_lp)[text].abs().max().item()
+    assert diff <= 1e-4, diff
+
+    # The paper's recompute: latent slots re-embedded as the <|latent_pad|> token. It is off-policy.
+    pad_vec = model.get_input_embeddings().weight[model.latent_ids[1]].detach()
+    paper = [pad_vec.expand(len(lat), -1) for lat in out.latents]
+    with torch.no_grad():
+        lp_paper, _ = latent_per_token_logps(
+            model, out.sequences, attention, comp.shape[1], paper, temperature=temperature, **mm
+        )
+    paper_diff = (lp_paper - rollout_lp)[after_block].abs().max().item()
+    assert paper_diff > 1e-3, paper_diff  # fails the 1e-4 bound by a wide margin
+
+
+def test_latent_count_mismatch_is_an_error():
+    model, out, comp, attention, mm, *_ = rollout("qwen2_5_vl", max_new_tokens=12)
+    with pytest.raises(ValueError, match=r"<\|latent_pad\|> slots but 0 latent vectors"):
+        latent_per_token_logps(model, out.sequences, attention, comp.shape[1], [], **mm)
+
+
+# ---------------------------------------------------------------------------------------------------- loss mask
+def test_latent_slots_contribute_nothing_to_the_loss(tmp_path):
+    model, processor = tiny("qwen2_5_vl")
+    args = make_args(tmp_path, max_steps=1, reward_weights=[1.0, 0.2, 1.0], max_completion_length=14)
+    trainer = LatentGRPOTrainer(
+        model,
+        reward_funcs=[accuracy_reward, format_reward, length_reward],
+        args=args,
+        train_dataset=Dataset.from_list(make_rows(4)),
+        processing_class=processor,
+    )
+    trainer.rollout_logits_processor = [BiasStart(trainer.latent_start_id, bias=4.0)]
+    trainer.model.train()
+    batch = trainer._prepare_inputs([dict(r) for r in make_rows(4) for _ in range(1)])
+    comp = batch["completion_ids"]
+    slots = (comp == trainer.latent_pad_id) | (comp == trainer.latent_end_id) | (comp == trainer.latent_start_id)
+    assert slots.any() and (batch["advantages"] != 0).any()
+    assert (batch["tool_mask"][slots] == 0).all() and (batch["tool_mask"][~slots] == 1).all()
+
+    captured = {}
+    original = trainer._get_per_token_logps_and_entropies
+
+    def spy(*a, **k):
+        logps, ent, aux = original(*a, **k)
+        logps.retain_grad()
+        captured["logps"] = logps
+        return logps, ent, aux
+
+    trainer._get_per_token_logps_and_entropies = spy
+    trainer.current_gradient_accumulation_steps = 1  # set by train() otherwise
+    loss = trainer.compute_loss(trainer.model, batch)
+    loss.backward()
+    grad = captured["logps"].grad
+    assert grad[slots].abs().max() == 0
+    assert grad[~slots & batch["completion_mask"].bool()].abs().max() > 0
+
+
+# ------------------------------------------------------------------------------------------- config and data errors
+def test_config_validation(tmp_path):
+    with pytest.raises(ValueError, match="cannot generate with vLLM"):
+        LatentGRPOConfig(str(tmp_path), use_vllm=True)
+    with pytest.raises(ValueError, match="max_imagery_blocks must be >= 0"):
+        LatentGRPOConfig(str(tmp_path), max_imagery_blocks=-1)
+    with pytest.raises(ValueError, match="on_imagery_limit must be 'suppress' or 'error'"):
+        LatentGRPOConfig(str(tmp_path), on_imagery_limit="drop")
+    with pytest.raises(ValueError, match="video_max_frames must be >= 1"):
+        LatentGRPOConfig(str(tmp_path), video_max_frames=0)
+    with pytest.raises(ValueError, match="video_fps must be > 0"):
+        LatentGRPOConfig(str(tmp_path), video_fps=0)
+    with pytest.raises(ValueError, match="num_beams=4"):
+        LatentGRPOConfig(str(tmp_path), generation_kwargs={"num_beams": 4})
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"question": ""}, r"row 2 \(id='clip2/camera_motion/0'\): `question` must be a non-empty string"),
+        ({"options": ["only one"]}, r"row 2 .*`options` must be a list of 2-8"),
+        ({"answer": "E"}, r"row 2 .*`answer` must be the correct option letter among 'ABCD'"),
+        ({"frames": [], "video": None}, r"row 2 .*no video"),
+        ({"Question": "x", "Correct": "A"}, r"row 2 .*looks like a DSR-Train row"),
+    ],
+)
+def test_bad_rows_name_the_row(change, message):
+    rows = make_rows(3, frames=1)
+    rows[2] = {**rows[2], **change}
+    with pytest.raises(ValueError, match=message):
+        for i, row in enumerate(rows):
+            check_rl_row(row, i)
+
+
+def test_bad_dataset_row_fails_at_init(tmp_path):
+    model, processor = tiny("qwen2_5_vl")
+    rows = make_rows(4, frames=1)
+    rows[3]["answer"] = "Z"
+    with pytest.raises(ValueError, match=r"row 3 \(id='clip3/camera_motion/0'\): `answer`"):
+        LatentGRPOTrainer(model, args=make_args(tmp_path), train_dataset=Dataset.from_list(rows), processing_class=processor)
+
+
+def test_plain_grpo_config_is_rejected(tmp_path):
+    from trl import GRPOConfig
+
+    model, processor = tiny("qwen2_5_vl")
+    with pytest.raises(TypeError, match="args must be a LatentGRPOConfig"):
+        LatentGRPOTrainer(model, args=GRPOConfig(str(tmp_path), report_to="none"), processing_class=processor)

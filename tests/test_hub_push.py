@@ -1,0 +1,258 @@
+"""`thinker4d push`: staging, dry run == upload, calls huggingface_hub receives (API-level test double), secrets."""
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+from huggingface_hub import DatasetCard, ModelCard
+
+import thinker4d
+from thinker4d import hub
+from thinker4d.commands import push
+
+
+SECRETS = {
+    "HF_TOKEN": "hf_FAKEtokenPLANTEDforTHEtest123",
+    "HUGGING_FACE_HUB_TOKEN": "hf_FAKEsecondTOKENplanted456",
+    "GEMINI_API_KEY": "AIzaFAKEgeminiKEYplanted789",
+    "GOOGLE_API_KEY": "AIzaFAKEgoogleKEYplanted000",
+}
+
+
+class FakeHfApi:
+    """Records the calls `push_folder` makes and snapshots the folder handed to `upload_folder`."""
+
+    calls: list = []
+    uploaded: dict = {}
+
+    def __init__(self, *args, **kwargs):
+        FakeHfApi.calls.append(("__init__", args, kwargs))
+
+    def create_repo(self, **kwargs):
+        FakeHfApi.calls.append(("create_repo", (), kwargs))
+        return f"https://huggingface.co/{kwargs['repo_id']}"
+
+    def create_branch(self, **kwargs):
+        FakeHfApi.calls.append(("create_branch", (), kwargs))
+
+    def upload_folder(self, **kwargs):
+        FakeHfApi.calls.append(("upload_folder", (), {k: v for k, v in kwargs.items() if k != "folder_path"}))
+        root = Path(kwargs["folder_path"])
+        FakeHfApi.uploaded = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/{kwargs['repo_id']}/commit/0"})()
+
+
+@pytest.fixture
+def fake_api(monkeypatch):
+    FakeHfApi.calls, FakeHfApi.uploaded = [], {}
+    monkeypatch.setattr(hub, "HfApi", FakeHfApi)
+    return FakeHfApi
+
+
+@pytest.fixture
+def secrets(monkeypatch):
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    return SECRETS
+
+
+def _tree(root: Path) -> dict:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def _assert_clean(texts):
+    for text in texts:
+        for value in SECRETS.values():
+            assert value not in text
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    """A DIFT/GRPO-style checkpoint folder: weights, processor, and training leftovers that must not be uploaded."""
+    from thinker4d.tiny import build_tiny_model, build_tiny_processor
+
+    processor = build_tiny_processor("qwen2_5_vl")
+    model, processor = thinker4d.from_base(build_tiny_model("qwen2_5_vl", processor), processor)
+    folder = tmp_path / "ckpt"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    (folder / "optimizer.pt").write_bytes(b"optimizer state")
+    (folder / "training_args.bin").write_bytes(b"pickle")
+    (folder / "stale_modeling.py").write_text("raise RuntimeError")
+    (folder / "training_args.json").write_text(
+        json.dumps({"learning_rate": 1e-5, "ce_weight": 0.1, "hub_token": SECRETS["HF_TOKEN"], "output_dir": "out"})
+    )
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"benchmark": "synthdsr", "accuracy": 0.5, "macro_accuracy": 0.25, "total": 4}))
+    return folder, summary
+
+
+def test_push_model_dry_run_equals_upload(checkpoint, tmp_path, fake_api, secrets, caplog, capsys):
+    folder, summary = checkpoint
+    caplog.set_level(logging.DEBUG)
+    common = [str(folder), "--repo-id", "me/tiny-4d", "--eval-summary", str(summary), "--base-model", "Qwen/X"]
+    assert push.main([*common, "--dry-run", str(tmp_path / "preview")]) == 0
+    assert fake_api.calls == []  # a dry run talks to nobody
+    assert push.main([*common, "--private", "--revision", "v1"]) == 0
+
+    preview = _tree(tmp_path / "preview")
+    assert preview == fake_api.uploaded
+    names = set(preview)
+    assert {"config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja", "README.md"} <= names
+    assert {"custom_generate/generate.py", "custom_generate/generation.py", "custom_generate/README.md"} <= names
+    assert {"modeling_thinker4d_qwen2_5_vl.py", "modeling_thinker4d_base.py", "configuration_thinker4d.py"} <= names
+    assert not names & {"optimizer.pt", "training_args.bin", "stale_modeling.py", "training_args.json"}
+    assert json.loads(preview["config.json"])["auto_map"]["AutoModelForImageTextToText"].endswith(
+        "Thinker4DQwen2_5_VLForConditionalGeneration"
+    )
+    card = ModelCard(preview["README.md"].decode())
+    assert card.data.base_model == "Qwen/X"
+    assert "| `ce_weight` | 0.1 |" in card.text and "| accuracy (micro, errors count as wrong) | 50.0% |" in card.text
+
+    methods = [name for name, _, _ in fake_api.calls]
+    assert methods == ["__init__", "create_repo", "create_branch", "upload_folder"]
+    assert fake_api.calls[0][1:] == ((), {})  # no token passed around: huggingface_hub reads its own sources
+    assert fake_api.calls[1][2] == {"repo_id": "me/tiny-4d", "repo_type": "model", "private": True, "exist_ok": True}
+    assert fake_api.calls[2][2] == {"repo_id": "me/tiny-4d", "repo_type": "model", "branch": "v1", "exist_ok": True}
+    upload = fake_api.calls[3][2]
+    assert upload["repo_id"] == "me/tiny-4d" and upload["repo_type"] == "model" and upload["revision"] == "v1"
+    assert upload["commit_message"].startswith("Upload model with thinker4d")
+
+    out = capsys.readouterr()
+    _assert_clean([b.decode("latin-1") for b in preview.values()] + [caplog.text, out.out, out.err])
+
+
+def test_push_main_branch_skips_create_branch(checkpoint, fake_api):
+    folder, _ = checkpoint
+    assert push.main([str(folder), "--repo-id", "me/tiny-4d"]) == 0
+    assert [name for name, _, _ in fake_api.calls] == ["__init__", "create_repo", "upload_folder"]
+    assert fake_api.calls[1][2]["private"] is None
+    assert fake_api.calls[2][2]["revision"] is None
+
+
+def test_push_refuses_a_file_holding_a_secret(checkpoint, tmp_path, fake_api, secrets):
+    folder, _ = checkpoint
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    config["note"] = f"token {SECRETS['GEMINI_API_KEY']}"
+    (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    with pytest.raises(RuntimeError, match=r"tokenizer_config\.json \(GEMINI_API_KEY\)") as err:
+        push.main([str(folder), "--repo-id", "me/tiny-4d"])
+    assert SECRETS["GEMINI_API_KEY"] not in str(err.value)
+    assert [name for name, _, _ in fake_api.calls] == []
+
+
+def test_push_model_bad_inputs(checkpoint, tmp_path, tiny_base_model):
+    folder, _ = checkpoint
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("x")
+    with pytest.raises(FileExistsError, match="--dry-run folder .*busy exists and is not empty"):
+        push.main([str(folder), "--repo-id", "me/x", "--dry-run", str(tmp_path / "busy")])
+    tiny_base_model.save_pretrained(tmp_path / "stock")
+    with pytest.raises(ValueError, match="not a thinker4d model .*thinker4d.from_base"):
+        push.main([str(tmp_path / "stock"), "--repo-id", "me/x", "--dry-run", str(tmp_path / "o1")])
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="has no \\*.safetensors weights"):
+        push.main([str(folder), "--repo-id", "me/x", "--dry-run", str(tmp_path / "o2")])
+    assert push.main([str(tmp_path / "nowhere"), "--repo-id", "me/x"]) == 2
+
+
+def _cot_dataset(n, task_cycle):
+    import numpy as np
+    from datasets import Dataset, Features, Image, List, Value
+
+    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    rows = {
+        "id": [f"clip{i}/{task_cycle[i % len(task_cycle)]}/0" for i in range(n)],
+        "clip_id": [f"clip{i}" for i in range(n)],
+        "frames": [[image, image] for _ in range(n)],
+        "fps": [1.0] * n,
+        "task": [task_cycle[i % len(task_cycle)] for i in range(n)],
+        "question": ["Which way?"] * n,
+        "options": [["A. Left", "B. Right"]] * n,
+        "answer": ["A"] * n,
+        "cot": ["<think>look <imagery> ok</think><answer>A. Left</answer>"] * n,
+        "imagery": [[image] for _ in range(n)],
+        "label_source": ["geometry" if i % 2 else "teacher" for i in range(n)],
+        "meta": ["{}"] * n,
+    }
+    features = Features(
+        {
+            "id": Value("string"),
+            "clip_id": Value("string"),
+            "frames": List(Image()),
+            "fps": Value("float32"),
+            "task": Value("string"),
+            "question": Value("string"),
+            "options": List(Value("string")),
+            "answer": Value("string"),
+            "cot": Value("string"),
+            "imagery": List(Image()),
+            "label_source": Value("string"),
+            "meta": Value("string"),
+        }
+    )
+    return Dataset.from_dict(rows, features=features)
+
+
+@pytest.fixture
+def dataset_dir(tmp_path):
+    folder = tmp_path / "cot"
+    (folder / "train").mkdir(parents=True)
+    (folder / "test").mkdir()
+    _cot_dataset(5, ["camera_motion", "object_direction"]).to_parquet(str(folder / "train" / "part0.parquet"))
+    _cot_dataset(2, ["object_speed"]).to_parquet(str(folder / "test" / "part0.parquet"))
+    stats = {
+        "candidates": 10,
+        "kept": 7,
+        "rejected": {"verify": {"answer_mismatch": 2}, "overlay": {"empty_mask": 1}},
+        "pipeline": {"teacher_model": "gemini-2.5-pro", "api_key": SECRETS["GEMINI_API_KEY"], "clips": 4},
+        "sources": [{"name": "synthetic world", "license": "apache-2.0", "url": "thinker4d world"}],
+    }
+    (folder / "synthesis_stats.json").write_text(json.dumps(stats))
+    return folder
+
+
+def test_push_dataset_dry_run_equals_upload(dataset_dir, tmp_path, fake_api, secrets, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    common = [str(dataset_dir), "--dataset", "--repo-id", "me/4d-cot", "--license", "cc-by-nc-sa-4.0"]
+    assert push.main([*common, "--dry-run", str(tmp_path / "preview")]) == 0
+    assert push.main(common) == 0
+    preview = _tree(tmp_path / "preview")
+    assert preview == fake_api.uploaded
+    assert set(preview) == {"README.md", "data/train-00000-of-00001.parquet", "data/test-00000-of-00001.parquet"}
+    assert fake_api.calls[1][2] == {"repo_id": "me/4d-cot", "repo_type": "dataset", "private": None, "exist_ok": True}
+    assert fake_api.calls[2][2]["repo_type"] == "dataset"
+
+    card = DatasetCard(preview["README.md"].decode())
+    assert card.data.license == "cc-by-nc-sa-4.0"
+    assert card.data.configs[0]["data_files"] == [
+        {"split": "test", "path": "data/test-*"},
+        {"split": "train", "path": "data/train-*"},
+    ]
+    text = card.text
+    assert "| train | 5 |" in text and "| test | 2 |" in text
+    assert (
+        "| `camera_motion` | 3 |" in text and "| `object_direction` | 2 |" in text and "| `object_speed` | 2 |" in text
+    )
+    assert "| `geometry` | 3 |" in text and "| `teacher` | 4 |" in text
+    assert "| verify | answer_mismatch | 2 |" in text and "| overlay | empty_mask | 1 |" in text
+    assert "Kept 7 of 10 candidate questions (30.0% rejected)." in text
+    assert "| `frames` | Sequence(Image) |" in text and "| `fps` | float32 |" in text
+    assert "| synthetic world | apache-2.0 | thinker4d world |" in text
+    assert "teacher_model: gemini-2.5-pro" in text and "api_key" not in text
+
+    out = capsys.readouterr()
+    _assert_clean([b.decode("latin-1") for b in preview.values()] + [caplog.text, out.out, out.err])
+
+
+def test_stage_dataset_from_save_to_disk(tmp_path):
+    from datasets import DatasetDict
+
+    DatasetDict({"train": _cot_dataset(3, ["camera_motion"])}).save_to_disk(str(tmp_path / "disk"))
+    out = hub.stage_dataset(tmp_path / "disk", tmp_path / "out", "me/d")
+    assert sorted(p.name for p in (out / "data").iterdir()) == ["train-00000-of-00001.parquet"]
+    assert "| `camera_motion` | 3 |" in (out / "README.md").read_text()
+    with pytest.raises(FileNotFoundError, match="holds no \\*.parquet shards"):
+        (tmp_path / "empty").mkdir()
+        hub.stage_dataset(tmp_path / "empty", tmp_path / "out2", "me/d")

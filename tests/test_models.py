@@ -1,0 +1,430 @@
+"""Model core: conversion, latent decoding (parity, batch independence, feedback correctness), forward re-insertion,
+save/load, and bad input."""
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForImageTextToText, GenerationMixin, LogitsProcessorList
+
+import thinker4d
+from _latent_helpers import ForceImageryAt
+from conftest import random_frames, random_image
+from thinker4d.models import ImageryLimitError, check_latent_tokens, pool_imagery
+from thinker4d.prompting import build_messages, video_kwargs
+from thinker4d.tiny import build_tiny_model, build_tiny_processor
+
+
+QUESTIONS = ["How does the camera move?", "Is the red cube getting closer to the camera over time?"]
+OPTIONS = ["Pan Left", "Pan Right", "Tilt Up", "Tilt Down"]
+
+
+def video_inputs(processor, n_rows=1, frames=(4, 4), seeds=(0, 1)):
+    processor.tokenizer.padding_side = "left"
+    texts, videos = [], []
+    for i in range(n_rows):
+        msgs = build_messages(QUESTIONS[i % 2] * (1 + i), OPTIONS)  # different lengths -> left padding
+        texts.append(processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False))
+        videos.append(random_frames(frames[i % 2], 56, 56, seed=seeds[i % 2]))
+    return processor(text=texts, return_tensors="pt", padding=True, **video_kwargs(processor, videos, 2.0))
+
+
+def image_inputs(processor, n_rows=1):
+    processor.tokenizer.padding_side = "left"
+    texts, images = [], []
+    for i in range(n_rows):
+        msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Where? " * (1 + 2 * i)}]}]
+        texts.append(processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False))
+        images.append(random_image(56, 56, seed=i))
+    return processor(text=texts, images=images, return_tensors="pt", padding=True)
+
+
+def stock_generate(model, inputs, **kw):
+    # transformers' own sampling loop on the same weights (the thinker4d class does not override `_sample`)
+    return GenerationMixin.generate(model, **inputs, **kw)
+
+
+def strip_left_pad(row_ids, attention_row):
+    return row_ids[int((attention_row == 0).sum()) :]
+
+
+def latent_ids(model):
+    return model.config.latent_start_id, model.config.latent_pad_id, model.config.latent_end_id
+
+
+# ----------------------------------------------------------------------------------------------------- conversion
+def test_from_base_adds_tokens_and_mean_inits_rows(backbone):
+    processor = build_tiny_processor(backbone)
+    base = build_tiny_model(backbone, processor)
+    n_old = len(processor.tokenizer)
+    old_embed = base.get_input_embeddings().weight.detach().clone()
+    old_head = base.get_output_embeddings().weight.detach().clone()
+    model, processor = thinker4d.from_base(base, processor, latent_size=3)
+    assert isinstance(model, thinker4d.models.THINKER4D_CLASSES)
+    start, pad, end = latent_ids(model)
+    tok = processor.tokenizer
+    assert (start, pad, end) == tuple(
+        tok.convert_tokens_to_ids(["<|latent_start|>", "<|latent_pad|>", "<|latent_end|>"])
+    )
+    assert model.config.latent_size == 3
+    emb = model.get_input_embeddings().weight
+    head = model.get_output_embeddings().weight
+    assert emb.shape[0] == n_old + 3
+    for i in (start, pad, end):
+        torch.testing.assert_close(emb[i], old_embed[:n_old].mean(0))
+        torch.testing.assert_close(head[i], old_head[:n_old].mean(0))
+    torch.testing.assert_close(emb[:n_old], old_embed[:n_old])
+    # each latent token is exactly one id in text
+    ids = tok("a<|latent_start|><|latent_pad|><|latent_end|>b", add_special_tokens=False)["input_ids"]
+    assert ids[1:4] == [start, pad, end]
+
+
+def test_from_base_does_not_shrink_a_padded_matrix():
+    """Qwen pads the embedding past the tokenizer; the new tokens fall inside the padding and must still be mean-init."""
+    processor = build_tiny_processor("qwen2_5_vl")
+    config_vocab = len(processor.tokenizer) + 13
+    base = build_tiny_model("qwen2_5_vl", processor)
+    base.resize_token_embeddings(config_vocab, mean_resizing=False)
+    with torch.no_grad():  # make the padding rows obviously untrained
+        base.get_input_embeddings().weight[len(processor.tokenizer) :] = 100.0
+    n_old = len(processor.tokenizer)
+    old = base.get_input_embeddings().weight.detach().clone()
+    model, processor = thinker4d.from_base(base, processor)
+    emb = model.get_input_embeddings().weight
+    assert emb.shape[0] == config_vocab  # not shrunk to the tokenizer length
+    for i in latent_ids(model):
+        assert i < config_vocab
+        torch.testing.assert_close(emb[i], old[:n_old].mean(0))
+
+
+def test_save_and_reload_round_trip(tmp_path, backbone):
+    processor = build_tiny_processor(backbone)
+    model, processor = thinker4d.from_base(build_tiny_model(backbone, processor), processor, latent_size=2)
+    model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    loaded = AutoModelForImageTextToText.from_pretrained(tmp_path, local_files_only=True).eval()
+    assert type(loaded) is type(model)
+    assert latent_ids(loaded) == latent_ids(model) and loaded.config.latent_size == 2
+    from transformers import AutoProcessor
+
+    proc2 = AutoProcessor.from_pretrained(tmp_path, local_files_only=True)
+    check_latent_tokens(proc2.tokenizer, loaded.config)
+    inputs = video_inputs(processor)
+    force = lambda m: LogitsProcessorList([ForceImageryAt(m.config.latent_start_id, processor.tokenizer.pad_token_id)])
+    a = model.generate(**inputs, max_new_tokens=14, do_sample=False, logits_processor=force(model))
+    b = loaded.generate(**inputs, max_new_tokens=14, do_sample=False, logits_processor=force(loaded))
+    assert torch.equal(a, b)
+    assert (a == model.config.latent_pad_id).sum() == 4  # two blocks of K = 2 were decoded
+    # a saved thinker4d folder also goes through from_base unchanged
+    again, _ = thinker4d.from_base(str(tmp_path))
+    assert latent_ids(again) == latent_ids(model)
+
+
+# ----------------------------------------------------------------------------------------------------- parity
+@pytest.mark.parametrize("kind", ["video", "image"])
+@pytest.mark.parametrize("n_rows", [1, 2])
+def test_parity_with_stock_generate_when_no_imagery(tiny_model_and_processor, kind, n_rows):
+    model, processor = tiny_model_and_processor
+    inputs = video_inputs(processor, n_rows) if kind == "video" else image_inputs(processor, n_rows)
+    if n_rows > 1:
+        assert (inputs["attention_mask"] == 0).any(), "the batch should be left padded"
+    ref = stock_generate(model, inputs, max_new_tokens=16, do_sample=False)
+    assert not torch.isin(ref, torch.tensor(latent_ids(model))).any(), "precondition: stock output has no latent ids"
+    out = model.generate(**inputs, max_new_tokens=16, do_sample=False)
+    assert torch.equal(out, ref)
+
+
+def test_parity_sampling_same_seed(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    inputs = video_inputs(processor, 2)
+    torch.manual_seed(3)
+    ref = stock_generate(model, inputs, max_new_tokens=12, do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
+    if torch.isin(ref, torch.tensor(latent_ids(model))).any():
+        pytest.skip("sampled a latent token; parity only holds without imagery")
+    torch.manual_seed(3)
+    out = model.generate(**inputs, max_new_tokens=12, do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
+    assert torch.equal(out, ref)
+
+
+def test_eos_stops_rows_independently(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    inputs = video_inputs(processor, 2)
+    ref = stock_generate(model, inputs, max_new_tokens=10, do_sample=False)
+    # make the first generated token of row 0 the eos: that row must stop, row 1 must go on as before
+    eos = processor.tokenizer.eos_token_id
+    first = ref[0, inputs["input_ids"].shape[1]].item()
+    out = model.generate(**inputs, max_new_tokens=10, do_sample=False, eos_token_id=[eos, first])
+    gen = out[:, inputs["input_ids"].shape[1] :]
+    assert gen[0, 0].item() == first and (gen[0, 1:] == processor.tokenizer.pad_token_id).all()
+
+
+# ----------------------------------------------------------------------------------------------------- latents
+def test_batch_rows_match_rows_alone(tiny_model_and_processor):
+    """Rows open imagery blocks at different steps; the batch returns exactly what each row returns alone."""
+    model, processor = tiny_model_and_processor
+    start, pad, end = latent_ids(model)
+    k = model.config.latent_size
+    pad_tok = processor.tokenizer.pad_token_id
+    batch = video_inputs(processor, 2)
+    kw = dict(max_new_tokens=24, do_sample=False, return_dict_in_generate=True)
+    out = model.generate(**batch, logits_processor=LogitsProcessorList([ForceImageryAt(start, pad_tok)]), **kw)
+    opened = []
+    for row in range(2):
+        single = video_inputs(processor, 2)
+        single = {
+            key: (
+                v[row : row + 1][:, (single["attention_mask"][row] == 1)]
+                if key in ("input_ids", "attention_mask", "mm_token_type_ids")
+                else v
+            )
+            for key, v in single.items()
+        }
+        # keep only this row's video
+        n_tok = [int(g.prod()) for g in single["video_grid_thw"]]
+        offs = [0, n_tok[0], n_tok[0] + n_tok[1]]
+        single["pixel_values_videos"] = single["pixel_values_videos"][offs[row] : offs[row + 1]]
+        single["video_grid_thw"] = single["video_grid_thw"][row : row + 1]
+        if "second_per_grid_ts" in single:
+            single["second_per_grid_ts"] = single["second_per_grid_ts"][row : row + 1]
+        alone = model.generate(**single, logits_processor=LogitsProcessorList([ForceImageryAt(start, pad_tok)]), **kw)
+        batch_row = strip_left_pad(out.sequences[row], batch["attention_mask"][row])
+        assert torch.equal(batch_row, alone.sequences[0]), f"row {row} differs between batch and alone"
+        torch.testing.assert_close(out.latents[row], alone.latents[0], atol=1e-5, rtol=1e-4)
+        shift = int((batch["attention_mask"][row] == 0).sum())
+        assert torch.equal(out.latent_positions[row] - shift, alone.latent_positions[0])
+        opened.append(alone.sequences[0].tolist().index(start))
+    assert opened[0] != opened[1], "precondition: rows open their first block at different steps"
+    # every block is start, K pads, end
+    for row in range(2):
+        seq = out.sequences[row].tolist()
+        for i, t in enumerate(seq):
+            if t == start:
+                assert seq[i + 1 : i + 1 + k] == [pad] * k and seq[i + 1 + k] == end
+        assert out.imagery_blocks[row] == 2
+        assert torch.equal(out.latent_positions[row], (out.sequences[row] == pad).nonzero().flatten())
+
+
+def slow_latent_decode(model, inputs, steps, force):
+    """Reference: no cache; every step re-runs the whole sequence with the latents decided so far."""
+    start, pad, end = latent_ids(model)
+    k = model.config.latent_size
+    ids = inputs["input_ids"].clone()
+    mask = inputs["attention_mask"].clone()
+    mm = {key: v for key, v in inputs.items() if key not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    mm_types = inputs["mm_token_type_ids"]
+    latents, slots_left, force_end = [], 0, False
+    for _ in range(steps):
+        mtt = torch.cat([mm_types, mm_types.new_zeros(1, ids.shape[1] - mm_types.shape[1])], 1)
+        lat = torch.stack(latents) if latents else torch.zeros(0, model.config.text_config.hidden_size)
+        out = model(
+            input_ids=ids,
+            attention_mask=mask,
+            mm_token_type_ids=mtt,
+            latent_embeds=lat,
+            output_last_hidden_state=True,
+            **mm,
+        )
+        h = out.last_hidden_state[0, -1]
+        logits = out.logits[0, -1].clone()
+        logits[pad] = logits[end] = -float("inf")
+        logits = force(ids, logits[None])[0]
+        if slots_left > 0:
+            nxt = pad
+            latents.append(h)
+            slots_left -= 1
+            force_end = slots_left == 0
+        elif force_end:
+            nxt, force_end = end, False
+        else:
+            nxt = int(logits.argmax())
+            if nxt == start:
+                slots_left = k
+        ids = torch.cat([ids, torch.tensor([[nxt]])], 1)
+        mask = torch.cat([mask, torch.ones(1, 1, dtype=mask.dtype)], 1)
+    return ids, latents
+
+
+def test_fed_back_vectors_equal_previous_hidden_state(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    start, pad, _ = latent_ids(model)
+    pad_tok = processor.tokenizer.pad_token_id
+    inputs = video_inputs(processor, 1)
+    fast = model.generate(
+        **inputs,
+        max_new_tokens=18,
+        do_sample=False,
+        return_dict_in_generate=True,
+        logits_processor=LogitsProcessorList([ForceImageryAt(start, pad_tok)]),
+    )
+    ref_ids, ref_latents = slow_latent_decode(model, inputs, 18, ForceImageryAt(start, pad_tok))
+    assert torch.equal(fast.sequences, ref_ids)
+    assert len(ref_latents) == fast.latents[0].shape[0] == 2 * model.config.latent_size
+    torch.testing.assert_close(fast.latents[0], torch.stack(ref_latents), atol=1e-5, rtol=1e-4)
+    # and the latents are not the pad-token embedding
+    pad_emb = model.get_input_embeddings().weight[pad]
+    assert (fast.latents[0] - pad_emb).abs().max() > 1e-2
+
+
+def test_forward_with_rollout_latents_reproduces_decoding_logits(tiny_model_and_processor):
+    """Re-inserting the recorded latents gives the logits the rollout sampled from (what RL needs)."""
+    model, processor = tiny_model_and_processor
+    start, pad, end = latent_ids(model)
+    inputs = video_inputs(processor, 2)
+    out = model.generate(
+        **inputs,
+        max_new_tokens=20,
+        do_sample=False,
+        return_dict_in_generate=True,
+        output_logits=True,
+        logits_processor=LogitsProcessorList([ForceImageryAt(start, processor.tokenizer.pad_token_id)]),
+    )
+    seqs = out.sequences
+    prompt_len = inputs["input_ids"].shape[1]
+    mask = torch.cat([inputs["attention_mask"], torch.ones(2, seqs.shape[1] - prompt_len, dtype=torch.long)], 1)
+    mm = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    mtt = torch.cat(
+        [inputs["mm_token_type_ids"], inputs["mm_token_type_ids"].new_zeros(2, seqs.shape[1] - prompt_len)], 1
+    )
+    with torch.no_grad():
+        fwd = model(
+            input_ids=seqs, attention_mask=mask, mm_token_type_ids=mtt, latent_embeds=torch.cat(out.latents), **mm
+        )
+    rollout = torch.stack(out.logits, 1)  # (batch, new_tokens, vocab): logits predicting each generated token
+    recomputed = fwd.logits[:, prompt_len - 1 : -1]
+    text = ~torch.isin(seqs[:, prompt_len:], torch.tensor([pad]))
+    diff = (rollout.log_softmax(-1) - recomputed.float().log_softmax(-1)).abs().amax(-1)
+    assert diff[text].max() < 1e-4
+    # the paper's RL forward (pad-token embedding at the slots) does not reproduce them
+    with torch.no_grad():
+        wrong = model(input_ids=seqs, attention_mask=mask, mm_token_type_ids=mtt, **mm)
+    diff_wrong = (
+        (rollout.log_softmax(-1) - wrong.logits[:, prompt_len - 1 : -1].float().log_softmax(-1)).abs().amax(-1)
+    )
+    assert diff_wrong[text].max() > 1e-3
+
+
+def test_max_imagery_blocks_suppress_and_error(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    start, pad, _ = latent_ids(model)
+    inputs = video_inputs(processor, 1)
+    always = ForceImageryAt(start, processor.tokenizer.pad_token_id, schedule=lambda key: range(0, 100))
+    out = model.generate(
+        **inputs,
+        max_new_tokens=20,
+        do_sample=False,
+        logits_processor=LogitsProcessorList([always]),
+        max_imagery_blocks=1,
+        return_dict_in_generate=True,
+    )
+    assert out.imagery_blocks.tolist() == [1]
+    assert (out.sequences == start).sum() == 1
+    always = ForceImageryAt(start, processor.tokenizer.pad_token_id, schedule=lambda key: range(0, 100))
+    with pytest.raises(ImageryLimitError, match="Raise max_imagery_blocks"):
+        model.generate(
+            **inputs,
+            max_new_tokens=20,
+            do_sample=False,
+            logits_processor=LogitsProcessorList([always]),
+            max_imagery_blocks=1,
+            on_imagery_limit="error",
+        )
+
+
+# ----------------------------------------------------------------------------------------------------- imagery
+def test_imagery_targets_and_teacher_forcing(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    k = model.config.latent_size
+    overlays = processor.image_processor(
+        images=[random_image(56, 56, 5), random_image(56, 56, 6)], return_tensors="pt"
+    )
+    targets = model.get_imagery_targets(overlays["pixel_values"], overlays["image_grid_thw"])
+    assert targets.shape == (2, k, model.config.text_config.hidden_size)
+    assert not targets.requires_grad
+    feats = model.model.get_image_features(overlays["pixel_values"], overlays["image_grid_thw"]).pooler_output
+    n0 = feats[0].shape[0]
+    torch.testing.assert_close(targets[0, 0], feats[0][: n0 // k].mean(0))
+    # the targets land at the slots when the overlay pixels are given to forward
+    text = "hi<|latent_start|>" + "<|latent_pad|>" * k + "<|latent_end|>ok<|latent_start|>" + "<|latent_pad|>" * k
+    text += "<|latent_end|>"
+    ids = processor.tokenizer(text, return_tensors="pt")["input_ids"]
+    out = model(
+        input_ids=ids,
+        imagery_pixel_values=overlays["pixel_values"],
+        imagery_grid_thw=overlays["image_grid_thw"],
+        output_last_hidden_state=True,
+    )
+    torch.testing.assert_close(out.latent_embeds, targets.reshape(-1, targets.shape[-1]))
+    assert out.last_hidden_state.shape == (1, ids.shape[1], model.config.text_config.hidden_size)
+
+
+def test_pool_imagery_raster_and_grid():
+    feats = torch.arange(16.0)[:, None].repeat(1, 2)  # a 4x4 merged grid in raster order
+    grid = torch.tensor([[1, 8, 8]])
+    raster = pool_imagery(feats, grid, 4, mode="raster")[0, :, 0]
+    assert raster.tolist() == [1.5, 5.5, 9.5, 13.5]  # horizontal strips
+    cells = pool_imagery(feats, grid, 4, mode="grid")[0, :, 0]
+    assert cells.tolist() == [2.5, 4.5, 10.5, 12.5]  # 2x2 quadrants: left/right kept apart
+    with pytest.raises(ValueError, match="fewer than latent_size=32"):
+        pool_imagery(feats, grid, 32)
+
+
+def test_last_hidden_state_is_post_norm(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    ids = processor.tokenizer("hello there", return_tensors="pt")["input_ids"]
+    out = model(input_ids=ids, output_last_hidden_state=True, output_hidden_states=True)
+    torch.testing.assert_close(out.last_hidden_state, out.hidden_states[-1])
+    torch.testing.assert_close(model.lm_head(out.last_hidden_state), out.logits)
+
+
+# ----------------------------------------------------------------------------------------------------- bad input
+def test_bad_input_errors(backbone):
+    processor = build_tiny_processor(backbone)
+    base = build_tiny_model(backbone, processor)
+    with pytest.raises(ValueError, match="latent_size must be an integer >= 1"):
+        thinker4d.from_base(base, processor, latent_size=0)
+    with pytest.raises(ValueError, match="latent_size .* must be an integer >= 1"):
+        thinker4d.Thinker4DQwen2_5_VLConfig(latent_size=0)
+    with pytest.raises(ValueError, match="Pass the processor"):
+        thinker4d.from_base(base)
+    # a model without latent ids cannot decode latents, and says how to fix it
+    with pytest.raises(ValueError, match="thinker4d.from_base"):
+        GenerationMixin.generate(
+            base, input_ids=torch.tensor([[1, 2]]), max_new_tokens=2, custom_generate=thinker4d.latent_sample
+        )
+    model, processor = thinker4d.from_base(base, processor)
+    fresh = build_tiny_processor(backbone)
+    with pytest.raises(ValueError, match="has no '<\\|latent_start\\|>' token"):
+        check_latent_tokens(fresh.tokenizer, model.config)
+    ids = processor.tokenizer("a<|latent_start|><|latent_pad|><|latent_end|>", return_tensors="pt")["input_ids"]
+    with pytest.raises(ValueError, match="1 latent slots .* but 2 latent vectors"):
+        model(input_ids=ids, latent_embeds=torch.zeros(2, model.config.text_config.hidden_size))
+    with pytest.raises(ValueError, match="num_beams=1"):
+        model.generate(input_ids=ids, max_new_tokens=2, num_beams=2)
+
+
+def test_unsupported_base_model():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=300,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+        )
+    )
+    with pytest.raises(ValueError, match="supports Qwen2.5-VL and Qwen3-VL .* got a LlamaForCausalLM"):
+        thinker4d.from_base(llama, build_tiny_processor("qwen2_5_vl"))
+
+
+def test_from_base_of_a_saved_stock_folder(tmp_path):
+    processor = build_tiny_processor("qwen2_5_vl")
+    base = build_tiny_model("qwen2_5_vl", processor)
+    base.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    model, proc2 = thinker4d.from_base(str(tmp_path), latent_size=4)
+    assert type(model).__name__ == "Thinker4DQwen2_5_VLForConditionalGeneration"
+    check_latent_tokens(proc2.tokenizer, model.config)
+    ref = base.generate(**video_inputs(processor), max_new_tokens=6, do_sample=False)
+    assert np.array_equal(model.generate(**video_inputs(processor), max_new_tokens=6, do_sample=False), ref)
