@@ -56,8 +56,13 @@ def main() -> None:
     processor = build_tiny_processor(cli.backbone, max_pixels=cli.frame_size * cli.frame_size)
     heads = max(2, cli.hidden // 64)
     base = build_tiny_model(
-        cli.backbone, processor, hidden_size=cli.hidden, num_hidden_layers=cli.layers,
-        num_attention_heads=heads, num_key_value_heads=heads // 2 if heads >= 4 else heads, vision_hidden_size=64,
+        cli.backbone,
+        processor,
+        hidden_size=cli.hidden,
+        num_hidden_layers=cli.layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads // 2 if heads >= 4 else heads,
+        vision_hidden_size=64,
     )
     model, processor = thinker4d.from_base(base, processor, latent_size=4)
     model.to(device)
@@ -75,7 +80,8 @@ def main() -> None:
             "question": "How does the camera move between the first and the last frame?",
             "options": ["A. Pan Left", "B. Pan Right", "C. Tilt Up", "D. Tilt Down"],
             "answer": "B",
-            "cot": "<think>The shelf slides left in view" + " <imagery> so the camera turns right" * cli.imagery
+            "cot": "<think>The shelf slides left in view"
+            + " <imagery> so the camera turns right" * cli.imagery
             + ".</think><answer>B. Pan Right</answer>",
             "imagery": [img(cli.frame_size) for _ in range(cli.imagery)],
         }
@@ -96,8 +102,13 @@ def main() -> None:
     # ---------------------------------------------------------------- steps
     with tempfile.TemporaryDirectory() as out:
         args = DIFTConfig(
-            output_dir=out, report_to="none", activation_checkpointing=False, use_cpu=device == "cpu",
-            learning_rate=1e-5, warmup_steps=0, bf16=False,
+            output_dir=out,
+            report_to="none",
+            activation_checkpointing=False,
+            use_cpu=device == "cpu",
+            learning_rate=1e-5,
+            warmup_steps=0,
+            bf16=False,
         )
         ds = datasets.Dataset.from_list(rows[: cli.batch_size])
         trainer = DIFTTrainer(model=model, args=args, train_dataset=ds, processing_class=processor)

@@ -1,6 +1,5 @@
 """Test helpers for latent decoding: a logits processor that forces imagery blocks at row-specific steps."""
 
-import torch
 from transformers import LogitsProcessor
 
 

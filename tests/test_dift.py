@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 import thinker4d
@@ -113,7 +112,9 @@ def test_config_errors(kwargs, match):
 
 def test_train_three_steps(backbone, tmp_path):
     model, processor = tiny(backbone)
-    trainer = DIFTTrainer(model=model, args=make_args(tmp_path), train_dataset=make_dataset(), processing_class=processor)
+    trainer = DIFTTrainer(
+        model=model, args=make_args(tmp_path), train_dataset=make_dataset(), processing_class=processor
+    )
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
     for key in ("loss", "ce_loss", "imagery_loss", "imagery_cos"):
@@ -166,7 +167,9 @@ def test_exact_loss(backbone, tmp_path):
     model, processor = tiny(backbone, latent_size=2)
     rows = [make_row(0, n_imagery=1), make_row(1, n_imagery=2, n_frames=2, question="Which way? Be brief.")]
     args = make_args(tmp_path, ce_weight=0.3, imagery_weight=0.7)
-    trainer = DIFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), processing_class=processor)
+    trainer = DIFTTrainer(
+        model=model, args=args, train_dataset=datasets.Dataset.from_list(rows), processing_class=processor
+    )
     batch = trainer.data_collator(rows)
     model.eval()
     with torch.no_grad():
@@ -213,7 +216,9 @@ def test_collator_layout(backbone):
     assert batch["imagery_pixel_values"].shape[0] == batch["imagery_grid_thw"].prod(-1).sum()
     single = processor.image_processor(images=[rows[0]["imagery"][1]], return_tensors="pt")
     n0 = int(batch["imagery_grid_thw"][0].prod())
-    assert torch.equal(batch["imagery_pixel_values"][n0 : n0 + single["pixel_values"].shape[0]], single["pixel_values"])
+    assert torch.equal(
+        batch["imagery_pixel_values"][n0 : n0 + single["pixel_values"].shape[0]], single["pixel_values"]
+    )
 
 
 def test_collator_reaches_model(tmp_path):
@@ -288,7 +293,9 @@ def test_latent_size_from_config(tmp_path):
 def test_rows_without_imagery_train_on_ce(tmp_path):
     model, processor = tiny("qwen2_5_vl")
     trainer = DIFTTrainer(
-        model=model, args=make_args(tmp_path, max_steps=1), train_dataset=make_dataset(imagery=(0,)),
+        model=model,
+        args=make_args(tmp_path, max_steps=1),
+        train_dataset=make_dataset(imagery=(0,)),
         processing_class=processor,
     )
     trainer.train()
@@ -299,7 +306,10 @@ def test_rows_without_imagery_train_on_ce(tmp_path):
 
 
 BAD_ROWS = [
-    ({"cot": "<think><imagery></think><answer>B. Pan Right</answer>", "imagery": []}, "1 `<imagery>` markers but `imagery` has 0"),
+    (
+        {"cot": "<think><imagery></think><answer>B. Pan Right</answer>", "imagery": []},
+        "1 `<imagery>` markers but `imagery` has 0",
+    ),
     ({"cot": "<think>no answer</think>"}, "has no <answer>"),
     ({"answer": "E"}, "answer 'E' is not among the options"),
     ({"cot": "<think><imagery></think><answer>A. Pan Left</answer>"}, "the CoT answers 'A' but `answer` is 'B'"),
@@ -337,7 +347,9 @@ def test_unreadable_image(tmp_path):
     ds = datasets.Dataset.from_list(rows)
     feats = ds.features.copy()
     ds = ds.cast_column("imagery", datasets.List(datasets.Image(decode=False)))
-    ds = ds.map(lambda r: {"imagery": [{"bytes": b"not a png", "path": None}] if r["id"] == "broken/2" else r["imagery"]})
+    ds = ds.map(
+        lambda r: {"imagery": [{"bytes": b"not a png", "path": None}] if r["id"] == "broken/2" else r["imagery"]}
+    )
     assert feats["imagery"] is not None
     trainer = DIFTTrainer(model=model, args=make_args(tmp_path), train_dataset=ds, processing_class=processor)
     with pytest.raises(InvalidRowError, match=r"Row 'broken/2': overlay 0 cannot be read"):
@@ -374,7 +386,9 @@ def test_cached_targets_give_the_same_loss(tmp_path):
 def test_pre_encode_matches_lazy(tmp_path):
     model, processor = tiny("qwen2_5_vl")
     ds = make_dataset(n=3, imagery=(1, 0, 2))
-    pre = DIFTTrainer(model=model, args=make_args(tmp_path, pre_encode=True), train_dataset=ds, processing_class=processor)
+    pre = DIFTTrainer(
+        model=model, args=make_args(tmp_path, pre_encode=True), train_dataset=ds, processing_class=processor
+    )
     lazy = DIFTTrainer(model=model, args=make_args(tmp_path), train_dataset=ds, processing_class=processor)
     a = pre.data_collator([pre.train_dataset[i] for i in range(3)])
     b = lazy.data_collator([lazy.train_dataset[i] for i in range(3)])
@@ -390,7 +404,11 @@ def test_resume_gives_the_same_losses(tmp_path):
     def run(out, resume=None):
         model, processor = tiny("qwen2_5_vl")
         args = make_args(
-            tmp_path, output_dir=str(out), max_steps=4, save_strategy="steps", save_steps=2,
+            tmp_path,
+            output_dir=str(out),
+            max_steps=4,
+            save_strategy="steps",
+            save_steps=2,
             per_device_train_batch_size=1,
         )
         trainer = DIFTTrainer(model=model, args=args, train_dataset=make_dataset(n=4), processing_class=processor)
@@ -435,7 +453,10 @@ def test_model_from_path_and_default_args(tmp_path, monkeypatch):
     trainer = DIFTTrainer(model=str(path), train_dataset=make_dataset(n=2))
     assert type(trainer.model).__name__ == "Thinker4DQwen3VLForConditionalGeneration"
     assert trainer.args.output_dir.endswith("tiny-qwen3-vl-DIFT")
-    assert trainer.processing_class.tokenizer.convert_tokens_to_ids("<|latent_pad|>") == trainer.model.config.latent_pad_id
+    assert (
+        trainer.processing_class.tokenizer.convert_tokens_to_ids("<|latent_pad|>")
+        == trainer.model.config.latent_pad_id
+    )
     assert not any(p.requires_grad for p in trainer.model.model.visual.parameters())
 
 
@@ -481,7 +502,47 @@ def test_paper_layout_dataset_is_converted_by_the_trainer(tmp_path):
     }
     model, processor = tiny("qwen2_5_vl")
     trainer = DIFTTrainer(
-        model=model, args=make_args(tmp_path), train_dataset=datasets.Dataset.from_list([paper]),
+        model=model,
+        args=make_args(tmp_path),
+        train_dataset=datasets.Dataset.from_list([paper]),
         processing_class=processor,
     )
     assert trainer.train_dataset[0]["cot"] == "<think><imagery></think><answer>A. Left</answer>"
+
+
+def test_cli_trains_lora_from_saved_dataset(tmp_path):
+    pytest.importorskip("peft")
+    from thinker4d.commands.dift import main
+
+    processor = build_tiny_processor("qwen2_5_vl")
+    build_tiny_model("qwen2_5_vl", processor).save_pretrained(tmp_path / "base")
+    processor.save_pretrained(tmp_path / "base")
+    make_dataset(n=2).save_to_disk(str(tmp_path / "data"))
+    (tmp_path / "cfg.yaml").write_text("max_steps: 1\nlogging_steps: 1\n")
+    rc = main(
+        [
+            "--model",
+            str(tmp_path / "base"),
+            "--dataset",
+            str(tmp_path / "data"),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--config",
+            str(tmp_path / "cfg.yaml"),
+            "--use_peft",
+            "--lora_target_modules",
+            "q_proj,v_proj",
+            "--activation_checkpointing",
+            "false",
+            "--use_cpu",
+            "--report_to",
+            "none",
+            "--save_strategy",
+            "no",
+        ]
+    )
+    assert rc == 0
+    assert (tmp_path / "out" / "adapter_config.json").is_file()
+    assert "<|latent_pad|>" in (tmp_path / "out" / "tokenizer_config.json").read_text() or (
+        "<|latent_pad|>" in (tmp_path / "out" / "tokenizer.json").read_text()
+    )

@@ -228,6 +228,11 @@ def test_latent_slots_contribute_nothing_to_the_loss(tmp_path):
 
 # ------------------------------------------------------------------------------------------- config and data errors
 def test_config_validation(tmp_path):
+    def LatentGRPOConfig(out, **kw):  # noqa: N802 -- CPU-safe defaults around the real class
+        from thinker4d.trainers.latent_grpo_config import LatentGRPOConfig as Config
+
+        return Config(out, use_cpu=True, bf16=False, report_to="none", **kw)
+
     with pytest.raises(ValueError, match="cannot generate with vLLM"):
         LatentGRPOConfig(str(tmp_path), use_vllm=True)
     with pytest.raises(ValueError, match="max_imagery_blocks must be >= 0"):
@@ -265,7 +270,9 @@ def test_bad_dataset_row_fails_at_init(tmp_path):
     rows = make_rows(4, frames=1)
     rows[3]["answer"] = "Z"
     with pytest.raises(ValueError, match=r"row 3 \(id='clip3/camera_motion/0'\): `answer`"):
-        LatentGRPOTrainer(model, args=make_args(tmp_path), train_dataset=Dataset.from_list(rows), processing_class=processor)
+        LatentGRPOTrainer(
+            model, args=make_args(tmp_path), train_dataset=Dataset.from_list(rows), processing_class=processor
+        )
 
 
 def test_plain_grpo_config_is_rejected(tmp_path):
@@ -273,4 +280,48 @@ def test_plain_grpo_config_is_rejected(tmp_path):
 
     model, processor = tiny("qwen2_5_vl")
     with pytest.raises(TypeError, match="args must be a LatentGRPOConfig"):
-        LatentGRPOTrainer(model, args=GRPOConfig(str(tmp_path), report_to="none"), processing_class=processor)
+        LatentGRPOTrainer(
+            model,
+            args=GRPOConfig(str(tmp_path), report_to="none", use_cpu=True, bf16=False),
+            processing_class=processor,
+        )
+
+
+def test_kl_to_reference_model_from_a_saved_checkpoint(tmp_path):
+    """beta > 0 builds trl's reference model; its log-probs also go through latent re-insertion (KL is logged)."""
+    model, processor = tiny("qwen2_5_vl")
+    ckpt = tmp_path / "init"
+    model.save_pretrained(ckpt)
+    processor.save_pretrained(ckpt)
+    args = make_args(tmp_path / "run", beta=0.05, max_steps=2, save_strategy="steps", save_steps=1)
+    trainer = LatentGRPOTrainer(
+        str(ckpt),
+        reward_funcs=[length_reward],  # varied rewards, so the first step moves the policy away from the reference
+        args=args,
+        train_dataset=Dataset.from_list(make_rows(4)),
+        processing_class=processor,
+    )
+    assert trainer.ref_model is not None
+    trainer.rollout_logits_processor = [BiasStart(trainer.latent_start_id)]
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    assert len(logs) == 2 and all("kl" in h for h in logs)
+    assert logs[0]["imagery/blocks_mean"] > 0
+    # the first step starts from the reference weights, so the KL of its rollout is exactly zero on-policy
+    assert abs(logs[0]["kl"]) < 1e-6
+    assert logs[1]["kl"] > 0
+
+    # resuming from the step-1 checkpoint restores the trained weights (not the initial ones)
+    step1 = tmp_path / "run" / "checkpoint-1"
+    resumed = LatentGRPOTrainer(
+        str(ckpt),
+        args=make_args(tmp_path / "run2", beta=0.05, max_steps=1),
+        train_dataset=Dataset.from_list(make_rows(4)),
+        processing_class=processor,
+    )
+    resumed._load_from_checkpoint(str(step1))
+    from thinker4d import Thinker4DQwen2_5_VLForConditionalGeneration
+
+    saved = Thinker4DQwen2_5_VLForConditionalGeneration.from_pretrained(step1)
+    for (name, p), q in zip(resumed.model.named_parameters(), saved.parameters()):
+        assert torch.equal(p, q), name

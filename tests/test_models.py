@@ -109,7 +109,10 @@ def test_save_and_reload_round_trip(tmp_path, backbone):
     proc2 = AutoProcessor.from_pretrained(tmp_path, local_files_only=True)
     check_latent_tokens(proc2.tokenizer, loaded.config)
     inputs = video_inputs(processor)
-    force = lambda m: LogitsProcessorList([ForceImageryAt(m.config.latent_start_id, processor.tokenizer.pad_token_id)])
+
+    def force(m):
+        return LogitsProcessorList([ForceImageryAt(m.config.latent_start_id, processor.tokenizer.pad_token_id)])
+
     a = model.generate(**inputs, max_new_tokens=14, do_sample=False, logits_processor=force(model))
     b = loaded.generate(**inputs, max_new_tokens=14, do_sample=False, logits_processor=force(loaded))
     assert torch.equal(a, b)
@@ -428,3 +431,30 @@ def test_from_base_of_a_saved_stock_folder(tmp_path):
     check_latent_tokens(proc2.tokenizer, model.config)
     ref = base.generate(**video_inputs(processor), max_new_tokens=6, do_sample=False)
     assert np.array_equal(model.generate(**video_inputs(processor), max_new_tokens=6, do_sample=False), ref)
+
+
+def test_latent_sample_on_a_stock_class_model(tiny_model_and_processor):
+    """`generate(custom_generate=thinker4d.latent_sample)` works on a stock Qwen-VL class carrying the latent fields."""
+    model, processor = tiny_model_and_processor
+    stock_cls = type(model).__mro__[2]  # (thinker4d class, mixin, stock class, ...)
+    assert stock_cls.__module__.startswith("transformers.")
+    config = stock_cls.config_class(**{k: v for k, v in model.config.to_dict().items() if k != "model_type"})
+    stock = stock_cls(config).eval()
+    stock.load_state_dict(model.state_dict())
+    stock.generation_config = model.generation_config
+    for key in ("latent_start_id", "latent_pad_id", "latent_end_id", "latent_size"):
+        assert getattr(stock.config, key) == getattr(model.config, key)
+    inputs = video_inputs(processor, 2)
+    force = ForceImageryAt(model.config.latent_start_id, processor.tokenizer.pad_token_id)
+    ours = model.generate(**inputs, max_new_tokens=16, do_sample=False, logits_processor=LogitsProcessorList([force]))
+    force = ForceImageryAt(model.config.latent_start_id, processor.tokenizer.pad_token_id)
+    theirs = GenerationMixin.generate(
+        stock,
+        **inputs,
+        max_new_tokens=16,
+        do_sample=False,
+        logits_processor=LogitsProcessorList([force]),
+        custom_generate=thinker4d.latent_sample,
+    )
+    assert torch.equal(ours, theirs)
+    assert (ours == model.config.latent_pad_id).sum() >= 2 * model.config.latent_size

@@ -399,3 +399,30 @@ def test_cli_world_renders_clips(tmp_path):
     assert clip.frames.shape == (4, 32, 32, 3)
     assert isinstance(json.loads((folders[0] / "questions.json").read_text()), list)
     assert Path(folders[0] / "video.mp4").stat().st_size > 0
+
+
+def test_restricted_camera_motion_vocabulary():
+    from thinker4d.world import ask, render_clip
+
+    vocab = ["Pan Left", "Pan Right", "Tilt Up", "Tilt Down"]
+    seen = set()
+    for seed in range(8):
+        clip = render_clip(seed, num_frames=8, size=56, camera_motions=vocab)
+        assert clip.camera_motion in vocab  # recovered from the poses
+        seen.add(clip.camera_motion)
+        q = ask(clip, "camera_motion", rng=seed, camera_motions=vocab)
+        assert sorted(q["options"]) == sorted(vocab)
+        assert q["options"][ord(q["answer"]) - 65] == clip.camera_motion
+    assert len(seen) >= 3
+    # a clip outside the vocabulary gets no camera question rather than an unfair one
+    assert (
+        ask(
+            render_clip(0, num_frames=8, size=56, camera_motion="Dolly In"),
+            "camera_motion",
+            rng=0,
+            camera_motions=vocab,
+        )
+        is None
+    )
+    with pytest.raises(ValueError, match="at least 4 distinct classes"):
+        ask(clip, "camera_motion", rng=0, camera_motions=["Pan Left", "Pan Right"])

@@ -5,7 +5,7 @@ Paper: https://huggingface.co/papers/2605.05997
 
 __version__ = "0.1.0.dev0"
 
-from .hub import register_auto_classes
+from .hub import pick_attn_implementation, register_auto_classes, save_for_hub
 from .models import (
     LatentGenerateOutput,
     Thinker4DQwen2_5_VLConfig,
@@ -19,7 +19,28 @@ from .models import (
 
 register_auto_classes()
 
+# Trainers import trl; load them on first use so `import thinker4d` stays quick.
+_LAZY = {
+    "DIFTConfig": "thinker4d.trainers",
+    "DIFTTrainer": "thinker4d.trainers",
+    "LatentGRPOConfig": "thinker4d.trainers",
+    "LatentGRPOTrainer": "thinker4d.trainers",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'thinker4d' has no attribute {name!r}")
+
+
 __all__ = [
+    "DIFTConfig",
+    "DIFTTrainer",
+    "LatentGRPOConfig",
+    "LatentGRPOTrainer",
     "LatentGenerateOutput",
     "Thinker4DQwen2_5_VLConfig",
     "Thinker4DQwen2_5_VLForConditionalGeneration",
@@ -28,4 +49,6 @@ __all__ = [
     "__version__",
     "from_base",
     "latent_sample",
+    "pick_attn_implementation",
+    "save_for_hub",
 ]

@@ -14,7 +14,7 @@ VERBS = {
     "synthdsr": "Build the held-out SynthDSR benchmark from the synthetic world.",
     "synthesize": "Run the 4D chain-of-thought data synthesis pipeline.",
     "dift": "Dynamic-Imagery Fine-Tuning (DIFT).",
-    "grpo": "4DRL: GRPO with latent imagery.",
+    "grpo": "4DRL: GRPO with latent imagery rollouts (LatentGRPOTrainer).",
     "eval": "Evaluate a model on a benchmark (DSR-Bench, SynthDSR, ...).",
     "push": "Push a checkpoint or dataset to the Hugging Face Hub.",
     "quickstart": "The offline end-to-end main job: world -> synthesis -> DIFT -> GRPO -> eval.",

@@ -191,8 +191,8 @@ def _templates_dir() -> Path:
 
 
 def _card_templates_dir() -> Path:
-    # model_cards/ sits at the repository root (source checkout); an installed wheel carries a copy in templates/.
-    for candidate in (Path(__file__).resolve().parents[2] / "model_cards", _templates_dir() / "model_cards"):
+    # The templates ship inside the package (templates/model_cards/); the repository's model_cards/ links there.
+    for candidate in (_templates_dir() / "model_cards",):
         if (candidate / "model_card.md.jinja").is_file():
             return candidate
     raise FileNotFoundError(

@@ -60,13 +60,39 @@ QWEN2_VL_CHAT_TEMPLATE = (
 BACKBONES = ("qwen2_5_vl", "qwen3_vl")
 
 
-def build_tiny_tokenizer():
-    """A byte-level `Qwen2Tokenizer` (no merges) with Qwen's special tokens and the Qwen2-VL chat template."""
+def _train_bpe(corpus, vocab_size: int) -> tuple[dict, list]:
+    import json
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
+    tok.train_from_iterator(corpus, trainer)
+    model = json.loads(tok.to_str())["model"]
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]
+    return model["vocab"], merges
+
+
+def build_tiny_tokenizer(corpus=None, vocab_size: int = 1024):
+    """A byte-level `Qwen2Tokenizer` with Qwen's special tokens and the Qwen2-VL chat template.
+
+    Args:
+        corpus (iterable of `str`, *optional*): texts to learn BPE merges from (offline, milliseconds), so that
+            in-domain text takes 3-5x fewer tokens than bytes. Without it, every byte is one token (no merges).
+        vocab_size (`int`, *optional*, defaults to 1024): BPE vocabulary size when `corpus` is given.
+    """
     from tokenizers import pre_tokenizers
     from transformers import Qwen2Tokenizer
 
-    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    tok = Qwen2Tokenizer(vocab=vocab, merges=[], eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None)
+    if corpus is None:
+        vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+        merges = []
+    else:
+        vocab, merges = _train_bpe(corpus, vocab_size)
+    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None)
     tok.add_special_tokens({"additional_special_tokens": QWEN_SPECIAL_TOKENS[1:]})
     tok.add_tokens(["<|endoftext|>"], special_tokens=True)
     tok.chat_template = QWEN2_VL_CHAT_TEMPLATE
@@ -78,10 +104,19 @@ def _check_backbone(backbone: str) -> None:
         raise ValueError(f"Unknown backbone {backbone!r}; choose one of {BACKBONES}.")
 
 
-def build_tiny_processor(backbone: str = "qwen2_5_vl", max_pixels: int = 64 * 64, min_pixels: int = 28 * 28):
-    """A real Qwen processor around the tiny tokenizer; images and video frames are resized to at most `max_pixels`."""
+def build_tiny_processor(
+    backbone: str = "qwen2_5_vl",
+    max_pixels: int = 64 * 64,
+    min_pixels: int = 28 * 28,
+    corpus=None,
+    vocab_size: int = 1024,
+):
+    """A real Qwen processor around the tiny tokenizer; images and video frames are resized to at most `max_pixels`.
+
+    `corpus` / `vocab_size` are passed to [`build_tiny_tokenizer`] (BPE merges learned from in-domain text).
+    """
     _check_backbone(backbone)
-    tok = build_tiny_tokenizer()
+    tok = build_tiny_tokenizer(corpus, vocab_size)
     if backbone == "qwen2_5_vl":
         from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
@@ -114,7 +149,9 @@ def build_tiny_processor(backbone: str = "qwen2_5_vl", max_pixels: int = 64 * 64
         merge_size=2,
         cap_pixels_per_frame=True,
     )
-    return Qwen3VLProcessor(image_processor=iproc, tokenizer=tok, video_processor=vproc, chat_template=tok.chat_template)
+    return Qwen3VLProcessor(
+        image_processor=iproc, tokenizer=tok, video_processor=vproc, chat_template=tok.chat_template
+    )
 
 
 def build_tiny_config(

@@ -14,6 +14,9 @@ _LAZY = {
     "DIFTDataCollator": ".dift_collator",
     "InvalidRowError": ".dift_collator",
     "validate_dift_row": ".dift_collator",
+    "LatentGRPOConfig": ".latent_grpo_config",
+    "LatentGRPOTrainer": ".latent_grpo_trainer",
+    "latent_per_token_logps": ".latent_grpo_trainer",
 }
 
 

@@ -18,6 +18,7 @@ Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's c
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
@@ -189,6 +190,20 @@ def _as_float(x) -> torch.Tensor:
     return x.float() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.float32))
 
 
+@contextlib.contextmanager
+def _one_thread():
+    # Collation and per-row processing are small memory-bound tensor ops; intra-op OpenMP threads only add
+    # synchronisation, which made them 10-30x slower on a busy 2-core machine (benchmarks/dift_step.py).
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if threads > 1:
+            torch.set_num_threads(threads)
+
+
 @dataclass
 class DIFTDataCollator:
     r"""Turn 4D CoT rows into a DIFT batch.
@@ -297,11 +312,17 @@ class DIFTDataCollator:
         images = [_downscale(load_image(f, rid, f"frame {i}"), self.frame_max_pixels) for i, f in enumerate(frames)]
         sizes = {im.size for im in images}
         if len(sizes) != 1:
-            raise InvalidRowError(f"Row {rid!r}: frames have different sizes {sorted(sizes)}; resize them to one size.")
+            raise InvalidRowError(
+                f"Row {rid!r}: frames have different sizes {sorted(sizes)}; resize them to one size."
+            )
         return np.stack([np.asarray(im) for im in images]), fps
 
     def encode_row(self, row: dict) -> dict[str, Any]:
         """Validate, render and process one row (tokens, video, overlays). Expensive; runs once per row."""
+        with _one_thread():
+            return self._encode_row(row)
+
+    def _encode_row(self, row: dict) -> dict[str, Any]:
         validate_dift_row(row, self.mode)
         rid = _row_id(row)
         video, fps = self._frames(row)
@@ -358,16 +379,8 @@ class DIFTDataCollator:
 
     def collate(self, encoded: list[dict]) -> dict[str, torch.Tensor]:
         """Pad and concatenate encoded rows (tensor operations only) and build the labels."""
-        # Collation is a memory copy; intra-op threads only add OpenMP synchronisation, which costs 10-30x on a busy
-        # machine (measured in benchmarks/dift_step.py), so it runs on one thread.
-        threads = torch.get_num_threads()
-        if threads == 1:
+        with _one_thread():
             return self._collate(encoded)
-        torch.set_num_threads(1)
-        try:
-            return self._collate(encoded)
-        finally:
-            torch.set_num_threads(threads)
 
     def _collate(self, encoded: list[dict]) -> dict[str, torch.Tensor]:
         ids = [_as_long(r["input_ids"]) for r in encoded]

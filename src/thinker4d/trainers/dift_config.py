@@ -180,7 +180,9 @@ class DIFTConfig(TrainingArguments):
                 "ce_weight > 0 (the paper uses 0.1)."
             )
         if self.latent_size is not None and (not isinstance(self.latent_size, int) or self.latent_size < 1):
-            raise ValueError(f"latent_size (K) must be an integer >= 1 or None, got {self.latent_size!r}; the paper uses 4.")
+            raise ValueError(
+                f"latent_size (K) must be an integer >= 1 or None, got {self.latent_size!r}; the paper uses 4."
+            )
         if self.imagery_pooling not in (None, "raster", "grid"):
             raise ValueError(f"imagery_pooling must be 'raster', 'grid' or None, got {self.imagery_pooling!r}.")
         if self.remove_unused_columns:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Callable
 
@@ -27,6 +26,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel, Trainer
 
 from ..models import THINKER4D_CLASSES, check_latent_tokens, from_base
+from .checkpointing import load_thinker4d_checkpoint
 from .dift_collator import IMAGERY_MARKER, DIFTDataCollator, InvalidRowError, load_image, row_problem
 from .dift_config import DIFTConfig
 
@@ -116,8 +116,12 @@ def cache_imagery_targets(dataset, model, processor, batch_size: int = 8, imager
         for rid, cot, overlays in zip(batch["id"], batch["cot"], batch["imagery"]):
             n = cot.count(IMAGERY_MARKER)
             if n != len(overlays or []):
-                raise InvalidRowError(f"Row {rid!r}: {n} `<imagery>` markers but {len(overlays or [])} overlay images.")
-            images += [_downscale(load_image(im, rid, f"overlay {i}"), imagery_max_pixels) for i, im in enumerate(overlays)]
+                raise InvalidRowError(
+                    f"Row {rid!r}: {n} `<imagery>` markers but {len(overlays or [])} overlay images."
+                )
+            images += [
+                _downscale(load_image(im, rid, f"overlay {i}"), imagery_max_pixels) for i, im in enumerate(overlays)
+            ]
             counts.append(n)
         hidden = base.config.text_config.hidden_size
         pooled = []
@@ -254,14 +258,19 @@ class DIFTTrainer(Trainer):
             model, processor = from_base(model, processor, **fields, **kwargs)
         else:
             if kwargs:
-                raise ValueError("model_init_kwargs only applies when model is a string; the model object is already built.")
+                raise ValueError(
+                    "model_init_kwargs only applies when model is a string; the model object is already built."
+                )
             if processor is None:
                 from transformers import AutoProcessor
 
                 processor = AutoProcessor.from_pretrained(model.config._name_or_path)
             if not isinstance(model, THINKER4D_CLASSES):
                 model, processor = from_base(
-                    model, processor, latent_size=args.latent_size or 4, imagery_pooling=args.imagery_pooling or "raster"
+                    model,
+                    processor,
+                    latent_size=args.latent_size or 4,
+                    imagery_pooling=args.imagery_pooling or "raster",
                 )
         # K and the pooling mode live in the model config so they travel with the checkpoint.
         if args.latent_size is not None:
@@ -300,7 +309,9 @@ class DIFTTrainer(Trainer):
             if isinstance(getattr(feature, "feature", None), Image) and feature.feature.decode:
                 dataset = dataset.cast_column(col, List(Image(decode=False)))
 
-        text_cols = [c for c in ("id", "frames", "question", "options", "answer", "cot", "imagery") if c in dataset.column_names]
+        text_cols = [
+            c for c in ("id", "frames", "question", "options", "answer", "cot", "imagery") if c in dataset.column_names
+        ]
         problems = dataset.select_columns(text_cols).map(
             lambda row: {"_problem": row_problem(row, args.mode) or ""},
             remove_columns=text_cols,
@@ -317,7 +328,9 @@ class DIFTTrainer(Trainer):
             bad_set = set(bad)
             dataset = dataset.select([i for i in range(len(dataset)) if i not in bad_set])
             self.num_invalid_rows += len(bad)
-            logger.warning("Skipped %d invalid %s rows of %d; the first: %s", len(bad), split, len(problems), problems[bad[0]])
+            logger.warning(
+                "Skipped %d invalid %s rows of %d; the first: %s", len(bad), split, len(problems), problems[bad[0]]
+            )
             if len(dataset) == 0:
                 raise InvalidRowError(f"Every {split} row is invalid; the first: {problems[bad[0]]}")
 
@@ -360,19 +373,7 @@ class DIFTTrainer(Trainer):
         # Overwritten -- Qwen-VL checkpoints are written in the legacy key layout (`visual.*`, `model.layers.*`); the
         # stock Trainer loads them with a raw load_state_dict that matches none of the keys and only warns, so a
         # resumed run silently restarts from the initial weights. Load through from_pretrained's key mapping instead.
-        from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
-
-        target = self.accelerator.unwrap_model(model if model is not None else self.model)
-        files = [os.path.join(resume_from_checkpoint, n) for n in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)]
-        if (
-            isinstance(target, THINKER4D_CLASSES)
-            and not self.is_fsdp_enabled
-            and not self.is_deepspeed_enabled
-            and any(os.path.isfile(f) for f in files)
-        ):
-            loaded = type(target).from_pretrained(resume_from_checkpoint, dtype=target.dtype)
-            target.load_state_dict(loaded.state_dict(), strict=True)
-            del loaded
+        if load_thinker4d_checkpoint(self, resume_from_checkpoint, model):
             return
         super()._load_from_checkpoint(resume_from_checkpoint, model)
 
@@ -398,7 +399,9 @@ class DIFTTrainer(Trainer):
             loss = loss + self.args.imagery_weight * img_loss
             metrics.update(imagery_loss=img_loss.detach(), imagery_cos=cos)
         for key, value in metrics.items():
-            self._metrics[mode][key].append(self.accelerator.gather_for_metrics(value.reshape(1)).float().mean().item())
+            self._metrics[mode][key].append(
+                self.accelerator.gather_for_metrics(value.reshape(1)).float().mean().item()
+            )
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -428,4 +431,3 @@ _ENCODED_KEYS = (
 )
 
 __all__ = ["DIFTTrainer", "cache_imagery_targets", "causal_ce", "freeze_vision_tower", "imagery_loss", "vision_tower"]
-

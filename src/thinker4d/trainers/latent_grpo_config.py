@@ -67,11 +67,16 @@ class LatentGRPOConfig(GRPOConfig):
     )
     on_imagery_limit: str = field(
         default="suppress",
-        metadata={"help": "'suppress' masks <|latent_start|> at the limit; 'error' raises.", "choices": ["suppress", "error"]},
+        metadata={
+            "help": "'suppress' masks <|latent_start|> at the limit; 'error' raises.",
+            "choices": ["suppress", "error"],
+        },
     )
     record_sampling_logps: bool = field(
         default=False,
-        metadata={"help": "Keep rollout logits to log the sampling-vs-training log-prob gap (debugging; memory heavy)."},
+        metadata={
+            "help": "Keep rollout logits to log the sampling-vs-training log-prob gap (debugging; memory heavy)."
+        },
     )
     video_fps: float = field(default=1.0, metadata={"help": "Frames per second sampled from `video` files."})
     video_max_frames: int = field(default=16, metadata={"help": "Frame cap per video (the paper's RL used 16)."})
@@ -100,7 +105,9 @@ class LatentGRPOConfig(GRPOConfig):
         if self.video_max_frames is None or self.video_max_frames < 1:
             raise ValueError(f"video_max_frames must be >= 1, got {self.video_max_frames}; the paper's RL used 16.")
         if self.video_max_pixels is not None and self.video_max_pixels < 28 * 28:
-            raise ValueError(f"video_max_pixels must be >= 784 (one 28x28 patch group) or None, got {self.video_max_pixels}.")
+            raise ValueError(
+                f"video_max_pixels must be >= 784 (one 28x28 patch group) or None, got {self.video_max_pixels}."
+            )
         num_beams = (self.generation_kwargs or {}).get("num_beams", 1)
         if num_beams not in (None, 1):
             raise ValueError(

@@ -39,6 +39,7 @@ from thinker4d.models.generation import latent_token_ids
 from thinker4d.prompting import LETTERS, build_messages, frames_to_array, render_options, video_kwargs
 from thinker4d.rewards import DEFAULT_REWARD_WEIGHTS, accuracy_reward, format_reward
 
+from .checkpointing import load_thinker4d_checkpoint
 from .latent_grpo_config import LatentGRPOConfig
 
 
@@ -279,6 +280,7 @@ class LatentGRPOTrainer(GRPOTrainer):
       mask (latent slots and delimiters off) through trl's `tool_mask`, which trl applies to the loss and KL.
     - `_get_per_token_logps_and_entropies`: [`latent_per_token_logps`] with the batch's latents and video.
     - `_compute_loss`: exposes the micro-batch's latents and video to the log-prob recompute, then `super()`.
+    - `_load_from_checkpoint`: loads thinker4d checkpoints through `from_pretrained`'s key mapping on resume.
 
     Args:
         model (`str` or `PreTrainedModel`): a thinker4d checkpoint path / Hub id, or a model from `thinker4d.from_base`.
@@ -317,7 +319,9 @@ class LatentGRPOTrainer(GRPOTrainer):
     def __init__(self, model, reward_funcs=None, args=None, train_dataset=None, eval_dataset=None, **kwargs):
         for key in ("tools", "rollout_func", "environment_factory"):
             if kwargs.get(key) is not None:
-                raise ValueError(f"LatentGRPOTrainer does not support `{key}`: rollouts are single-turn latent decoding.")
+                raise ValueError(
+                    f"LatentGRPOTrainer does not support `{key}`: rollouts are single-turn latent decoding."
+                )
         if args is None:
             name = model if isinstance(model, str) else (model.config._name_or_path or "thinker4d")
             args = LatentGRPOConfig(f"{str(name).rstrip('/').split('/')[-1]}-4DRL")
@@ -333,7 +337,9 @@ class LatentGRPOTrainer(GRPOTrainer):
         _check_dataset(train_dataset)
         for ds in eval_dataset.values() if isinstance(eval_dataset, dict) else [eval_dataset]:
             _check_dataset(ds)
-        super().__init__(model, reward_funcs, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
+        super().__init__(
+            model, reward_funcs, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs
+        )
         if self.aux_loss_enabled:
             raise ValueError("Router aux losses are not supported by LatentGRPOTrainer; unset output_router_logits.")
         core = _latent_core(self.model)
@@ -605,6 +611,11 @@ class LatentGRPOTrainer(GRPOTrainer):
             return super()._compute_loss(model, inputs)
         finally:
             self._latent_context = None
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        # Overwritten -- the stock loader matches none of the legacy Qwen-VL keys and silently keeps the initial weights
+        if not load_thinker4d_checkpoint(self, resume_from_checkpoint, model):
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
 
 
 __all__ = ["LatentGRPOTrainer", "check_rl_row", "latent_per_token_logps", "sampling_logps"]

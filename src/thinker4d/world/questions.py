@@ -108,12 +108,34 @@ def _pairs(clip, rng) -> list:
 # --------------------------------------------------------------------------------------------------- tasks
 
 
-def camera_motion(clip, rng, answer_index=None, **_):
-    """How does the camera move? Labels come from `clip.motion_labels` (computed from poses)."""
+def camera_motion(clip, rng, answer_index=None, camera_motions=None, **_):
+    """How does the camera move? Labels come from `clip.motion_labels` (computed from poses).
+
+    With `camera_motions` (a vocabulary of at least 4 classes), the distractors are drawn from that vocabulary only
+    (the opposite motion first when it is in it), so a world restricted to those classes asks fair questions.
+    """
     text = clip.camera_motion
     if " then " in text:
         return None
     labels = canonical_motion(text)
+    if camera_motions:
+        vocab = [motion_label_text(canonical_motion(m)) or STAY for m in camera_motions]
+        if len(set(vocab)) < 4:
+            raise ValueError(f"camera_motions needs at least 4 distinct classes for 4 options, got {camera_motions}.")
+        if text not in vocab:
+            return None
+        first = [o for o in ([_opposite(labels[0])] if len(labels) == 1 else []) if o in vocab and o != text]
+        rest = [m for m in dict.fromkeys(vocab) if m != text and m not in first]
+        picks = [rest[i] for i in rng.choice(len(rest), 3 - len(first), replace=False)]
+        return _question(
+            "camera_motion",
+            "How does the camera move during the video?",
+            text,
+            first + picks,
+            {"camera_motion": text, "labels": list(labels) or [STAY]},
+            rng,
+            answer_index,
+        )
     if not labels:
         distractors = [CAMERA_MOTIONS[i] for i in rng.choice(len(CAMERA_MOTIONS), 3, replace=False)]
     elif len(labels) == 1:
@@ -453,7 +475,7 @@ TASK_FUNCTIONS = {
 }
 
 
-def ask(clip, task: str, rng=None, answer_index: int | None = None) -> dict | None:
+def ask(clip, task: str, rng=None, answer_index: int | None = None, camera_motions=None) -> dict | None:
     """One question of `task` about `clip`, or `None` when the clip cannot support an unambiguous label.
 
     Args:
@@ -461,6 +483,8 @@ def ask(clip, task: str, rng=None, answer_index: int | None = None) -> dict | No
         task (`str`): one of `QUESTION_TASKS`.
         rng (`np.random.Generator` or `int`, *optional*): randomness for the subject and the option order.
         answer_index (`int`, *optional*): put the correct option at this position (for balanced letters).
+        camera_motions (`list[str]`, *optional*): camera-motion vocabulary of a restricted world (distractors are
+            drawn from it; a clip whose motion is outside it gets no camera question).
 
     Example:
 
@@ -474,6 +498,8 @@ def ask(clip, task: str, rng=None, answer_index: int | None = None) -> dict | No
     if task not in TASK_FUNCTIONS:
         raise ValueError(f"Unknown question task {task!r}; choose one of: {', '.join(QUESTION_TASKS)}.")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    if task == "camera_motion":
+        return TASK_FUNCTIONS[task](clip, rng, answer_index=answer_index, camera_motions=camera_motions)
     return TASK_FUNCTIONS[task](clip, rng, answer_index=answer_index)
 
 

@@ -223,6 +223,7 @@ def sample_clip_spec(
     camera_motion: str | None = None,
     num_objects: int | None = None,
     split: str = "train",
+    camera_motions=None,
 ) -> ClipSpec:
     """A random but reproducible clip specification.
 
@@ -235,6 +236,8 @@ def sample_clip_spec(
         camera_motion (`str`, *optional*): a class, alias, `"Stay"` or `"A + B"`; sampled when `None`.
         num_objects (`int`, *optional*): 0 to 8; 2 to 4 when `None`.
         split (`str`): `"train"` or `"synthdsr"`.
+        camera_motions (`list[str]`, *optional*): when `camera_motion` is `None`, sample uniformly from these
+            classes (or combinations) instead of from all of them.
 
     Example:
 
@@ -251,6 +254,8 @@ def sample_clip_spec(
     validate_size(num_frames, height, width, fps)
     cam_rng, obj_rng, tex_rng = (np.random.default_rng([seed, k]) for k in range(3))
 
+    if camera_motion is None and camera_motions:
+        camera_motion = list(camera_motions)[int(cam_rng.integers(len(camera_motions)))]
     motion = _sample_motion(cam_rng) if camera_motion is None else canonical_motion(camera_motion)
     magnitudes = {}
     for name in motion:

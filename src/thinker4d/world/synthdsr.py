@@ -55,6 +55,7 @@ def build_synthdsr(
     tasks=None,
     jpeg_quality: int = 90,
     progress: bool = True,
+    camera_motions=None,
 ):
     """Render held-out clips and write SynthDSR as parquet under `output_dir/data/` (split `test`).
 
@@ -69,6 +70,8 @@ def build_synthdsr(
         num_frames, size, fps: clip size.
         tasks (`list[str]`, *optional*): subset of `QUESTION_TASKS`.
         jpeg_quality (`int`): frames are stored as JPEG bytes.
+        camera_motions (`list[str]`, *optional*): restrict the clips' camera motion (and the camera-question
+            distractors) to these classes; default all classes. Recorded in the card.
 
     Returns:
         `datasets.Dataset`: the rows written.
@@ -104,7 +107,9 @@ def build_synthdsr(
             missing = {t: quota[t] - count[t] for t in tasks if count[t] < quota[t]}
             raise RuntimeError(f"Could not fill SynthDSR quotas after {i} clips; still missing {missing}.")
         clip_seed = synthdsr_clip_seed(seed, i)
-        spec = sample_clip_spec(clip_seed, num_frames=num_frames, size=size, fps=fps, split="synthdsr")
+        spec = sample_clip_spec(
+            clip_seed, num_frames=num_frames, size=size, fps=fps, split="synthdsr", camera_motions=camera_motions
+        )
         clip = render_spec(spec)
         frames = None
         asked = 0
@@ -112,7 +117,13 @@ def build_synthdsr(
         for k, task in enumerate(order):
             if count[task] >= quota[task] or asked >= MAX_QUESTIONS_PER_CLIP:
                 continue
-            q = ask(clip, task, rng=np.random.default_rng([clip_seed, k]), answer_index=count[task])
+            q = ask(
+                clip,
+                task,
+                rng=np.random.default_rng([clip_seed, k]),
+                answer_index=count[task],
+                camera_motions=camera_motions,
+            )
             if q is None:
                 continue
             if frames is None:

@@ -28,9 +28,14 @@ def load_rows(data: str | os.PathLike, split: str = "test"):
     """A `datasets.Dataset`: `save_to_disk` folders, parquet folders (`load_dataset(dir)`), or a Hub id."""
     import datasets
 
+    from thinker4d.datasets_io import local_parquet_files
+
     path = Path(data)
     if path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file()):
         ds = datasets.load_from_disk(str(path))
+    elif path.is_dir() and local_parquet_files(path):
+        # absolute data files: a folder-name-keyed cache could otherwise return another build's rows
+        ds = datasets.load_dataset("parquet", data_files=local_parquet_files(path))
     elif path.exists() or is_hub_id(data):
         ds = datasets.load_dataset(str(data))
     else:

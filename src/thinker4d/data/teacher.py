@@ -1,0 +1,466 @@
+"""Stage 2, teachers: landmark selection and chain-of-thought writing behind one small interface
+(https://huggingface.co/papers/2605.05997, §3.1 and Appendix A).
+
+A teacher has two batched methods, `landmarks_many(clips)` and `cot_many(requests)`, each returning one result or one
+exception per input, plus `stats()`. Two implementations:
+
+* `RuleTeacher` (offline): landmarks from the clip's geometry by the paper's Appendix A rules, CoT from a template.
+* `GeminiTeacher` (google-genai): structured JSON output (`response_schema`), async calls with bounded concurrency,
+  its own retries with exponential backoff and jitter (429, 5xx, timeouts, malformed JSON), an on-disk response cache
+  keyed by the request, token and cost accounting. The API key comes from `GEMINI_API_KEY` / `GOOGLE_API_KEY` and is
+  never logged or written.
+
+What differs from the paper (reference notes §4.1, §4.3):
+
+1. Landmarks on clips with geometry come from the geometry (static = its track never moves; dynamic = it moves), so
+   a teacher cannot pick a "static" object that moves. The teacher is asked only for clips without object geometry.
+2. One model, no rotation between five model names on retries, no private gateway header; reruns hit the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import random
+import threading
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from .cot import COT_SCHEMA, assemble_cot, compact_cot, cot_prompt, templated_cot
+from .segmentation import mask_prompt
+
+
+logger = logging.getLogger(__name__)
+
+STILL_M = 0.05  # a track that never leaves a 5 cm ball counts as static
+MOVING_M = 0.3  # displacement (max distance from the start) for "clear, non-trivial motion"
+
+
+class TeacherError(RuntimeError):
+    """A teacher call failed for good; `reason` is a short code for the rejection statistics."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+# ------------------------------------------------------------------------------------------------ landmark rules
+
+
+def _describe(clip, name: str) -> str:
+    obj = next((o for o in clip.objects if o.get("name") == name), {})
+    shape = obj.get("shape")
+    return f"the {name}" + (f" ({shape})" if shape else "")
+
+
+def geometry_landmarks(clip, min_present_frac: float = 0.5, min_area_frac: float = 0.001) -> dict:
+    """Appendix A on exact geometry: `{"static": landmark | None, "dynamic": landmark | None}`.
+
+    Static: never moves, present in most frames, salient and central (score = mean area x centrality). Dynamic:
+    moves at least `MOVING_M`, present in at least `min_present_frac` of the frames, the most prominent (largest mean
+    area) if several. A landmark is `{"name", "role", "description", "frame", "point", "box"}` (prompt in pixels).
+    """
+    out = {"static": None, "dynamic": None}
+    if clip.instance_ids is None or not clip.object_names:
+        return out
+    T, H, W = clip.instance_ids.shape
+    best = {"static": (-1.0, None), "dynamic": (-1.0, None)}
+    for i, name in enumerate(clip.object_names):
+        masks = clip.instance_ids == i + 1
+        areas = masks.reshape(T, -1).mean(1)
+        present = areas >= min_area_frac
+        if present.sum() < max(2, np.ceil(min_present_frac * T)):
+            continue
+        if name in clip.tracks:
+            tr = np.asarray(clip.tracks[name])
+            disp = float(np.linalg.norm(tr - tr[0], axis=1).max())
+        else:  # no track (e.g. SpatialVID's "dynamic" mask): trust the object's flag
+            obj = next((o for o in clip.objects if o.get("name") == name), {})
+            disp = MOVING_M if obj.get("moving") else 0.0
+        mean_area = float(areas[present].mean())
+        if disp <= STILL_M:
+            ys, xs = np.nonzero(masks[present].any(0))
+            centrality = 1.0 - np.hypot(xs.mean() / W - 0.5, ys.mean() / H - 0.5) / np.hypot(0.5, 0.5)
+            role, score = "static", mean_area * centrality * present.mean()
+        elif disp >= MOVING_M:
+            role, score = "dynamic", mean_area
+        else:
+            continue
+        if score > best[role][0]:
+            best[role] = (score, name)
+    for role, (_, name) in best.items():
+        if name is not None:
+            prompt = mask_prompt(clip.instance_ids == clip.object_names.index(name) + 1)
+            out[role] = {"name": name, "role": role, "description": _describe(clip, name), **(prompt or {})}
+    return out
+
+
+def has_object_geometry(clip) -> bool:
+    return clip.instance_ids is not None and bool(clip.object_names)
+
+
+# ------------------------------------------------------------------------------------------------ RuleTeacher
+
+
+class RuleTeacher:
+    """Offline teacher: geometry landmarks and templated CoT (deterministic, no network).
+
+    Example:
+
+    ```python
+    >>> from thinker4d.world import render_clip
+    >>> teacher = RuleTeacher()
+    >>> lm = teacher.landmarks_many([render_clip(3, num_frames=8, size=64)])[0]
+    >>> sorted(lm)
+    ['dynamic', 'static']
+    ```
+    """
+
+    name = "rule"
+    model = "rule-template"
+
+    def __init__(self, style: str = "full"):
+        if style not in ("full", "compact"):
+            raise ValueError(f"RuleTeacher style must be 'full' or 'compact', got {style!r}.")
+        self.style = style
+        self._template = templated_cot if style == "full" else compact_cot
+
+    def landmarks_many(self, clips) -> list:
+        return [geometry_landmarks(c) for c in clips]
+
+    def cot_many(self, requests) -> list:
+        out = []
+        for r in requests:
+            try:
+                out.append(self._template(r))
+            except Exception as e:  # a template bug must not kill the run
+                out.append(TeacherError("template_error", f"{type(e).__name__}: {e}"))
+        return out
+
+    def stats(self) -> dict:
+        return {"teacher": self.name, "style": self.style}
+
+    def close(self) -> None:
+        pass
+
+
+# ------------------------------------------------------------------------------------------------ GeminiTeacher
+
+
+def _point_schema(n: int) -> dict:
+    return {"type": "ARRAY", "items": {"type": "INTEGER"}, "minItems": n, "maxItems": n}
+
+
+LANDMARK_SCHEMA = {
+    "type": "OBJECT",
+    "properties": {
+        role: {
+            "type": "OBJECT",
+            "properties": {
+                "name": {"type": "STRING"},
+                "description": {"type": "STRING"},
+                "point": _point_schema(2),
+                "box": _point_schema(4),
+            },
+            "required": ["name", "description", "point", "box"],
+        }
+        for role in ("static_object", "dynamic_object")
+    },
+    "required": ["static_object", "dynamic_object"],
+}
+
+LANDMARK_PROMPT = """Select two landmarks in this video (frames in time order) for reasoning about motion.
+Static object: stationary for the whole video; visually salient with a reasonable area (not small or occluded);
+present in most frames; prefer central objects, whose apparent displacement shows the camera motion best.
+Dynamic object: clear, non-trivial motion; distinguishable from the background and other moving things; trackable in at
+least 50% of the video; the most prominent one if there are several.
+For each give a short distinctive name, a brief visual description, a point [x, y] inside the object and its box
+[x1, y1, x2, y2] in the FIRST frame, on a 0-1000 grid with (0, 0) at the top-left."""
+
+
+def _to_sdk_schema(schema: dict) -> dict:
+    """The OpenAPI-style dict (`minItems`) in the SDK's field names (`min_items`)."""
+    renames = {"minItems": "min_items", "maxItems": "max_items"}
+    out = {}
+    for k, v in schema.items():
+        if k == "properties":
+            v = {name: _to_sdk_schema(sub) for name, sub in v.items()}
+        elif k == "items":
+            v = _to_sdk_schema(v)
+        out[renames.get(k, k)] = v
+    return out
+
+
+class _Malformed(ValueError):
+    pass
+
+
+def _encode_png(img: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img)).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+class GeminiTeacher:
+    """Teacher on the Gemini API through google-genai.
+
+    Args:
+        model (`str`, *optional*, defaults to `"gemini-2.5-flash"`): model name.
+        api_key (`str`, *optional*): defaults to `GEMINI_API_KEY`, then `GOOGLE_API_KEY`.
+        base_url (`str`, *optional*): API base URL (e.g. a `FakeGeminiServer.url`).
+        concurrency (`int`, *optional*, defaults to 8): requests in flight at once (`asyncio.Semaphore`).
+        max_retries (`int`, *optional*, defaults to 5): retries per request on 429 / 5xx / timeouts / malformed JSON.
+        timeout_s (`float`, *optional*, defaults to 120): per-attempt timeout.
+        backoff_s (`float`, *optional*, defaults to 1.0): first backoff; doubles per retry, times a jitter in
+            [0.5, 1.5), capped at `max_backoff_s`.
+        cache_dir (`str`, *optional*): on-disk response cache (one JSON per request hash); `None` disables it.
+        temperature (`float`, *optional*, defaults to 0.2).
+        max_frames (`int`, *optional*, defaults to 8): video frames sent per request (plus the overlays).
+        price_in_per_mtok / price_out_per_mtok (`float`): USD per million input / output tokens for the cost estimate.
+
+    Example:
+
+    ```python
+    >>> teacher = GeminiTeacher(base_url=server.url, api_key="fake", cache_dir="cache")  # doctest: +SKIP
+    ```
+    """
+
+    name = "gemini"
+
+    def __init__(
+        self,
+        model: str = "gemini-2.5-flash",
+        api_key: str | None = None,
+        base_url: str | None = None,
+        concurrency: int = 8,
+        max_retries: int = 5,
+        timeout_s: float = 120.0,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 30.0,
+        cache_dir: str | None = None,
+        temperature: float = 0.2,
+        max_frames: int = 8,
+        price_in_per_mtok: float = 0.30,
+        price_out_per_mtok: float = 2.50,
+        seed: int = 0,
+    ):
+        key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
+        if not key:
+            raise ValueError(
+                "GeminiTeacher needs an API key: set GEMINI_API_KEY (or GOOGLE_API_KEY) in the environment, or use "
+                "teacher='rule' for the offline RuleTeacher."
+            )
+        if concurrency < 1 or max_retries < 0:
+            raise ValueError(f"Need concurrency >= 1 and max_retries >= 0, got {concurrency} and {max_retries}.")
+        self.model, self.base_url, self.concurrency, self.max_retries = model, base_url, concurrency, max_retries
+        self.timeout_s, self.backoff_s, self.max_backoff_s = timeout_s, backoff_s, max_backoff_s
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self.temperature, self.max_frames = temperature, max_frames
+        self.price_in, self.price_out = price_in_per_mtok, price_out_per_mtok
+        self._key = key  # kept private; never logged, never written, not in repr or stats
+        self._rng = random.Random(seed)
+        self._counts: Counter = Counter()
+        self._lock = threading.Lock()
+        self._loop = None
+        self._client = None
+        self._configs: dict = {}
+
+    def __repr__(self) -> str:
+        return f"GeminiTeacher(model={self.model!r}, base_url={self.base_url!r}, concurrency={self.concurrency})"
+
+    # -- plumbing
+
+    def _get_loop(self):
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop
+
+    def _get_client(self):
+        if self._client is None:
+            from google import genai
+            from google.genai import types
+
+            opts = types.HttpOptions(base_url=self.base_url, timeout=int(self.timeout_s * 1000))
+            self._client = genai.Client(api_key=self._key, http_options=opts)
+        return self._client
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.close()
+            self._loop = None
+        self._client = None
+
+    def _run(self, coros) -> list:
+        async def gather():
+            self._sem = asyncio.Semaphore(self.concurrency)
+            return await asyncio.gather(*coros(), return_exceptions=True)
+
+        return self._get_loop().run_until_complete(gather())
+
+    def request_key(self, prompt: str, images: list[bytes], schema: dict) -> str:
+        """Cache key: a hash of the model, prompt, image bytes, schema and temperature."""
+        h = hashlib.sha256()
+        head = {"model": self.model, "prompt": prompt, "schema": schema, "temperature": self.temperature}
+        h.update(json.dumps(head, sort_keys=True).encode())
+        for img in images:
+            h.update(hashlib.sha256(img).digest())
+        return h.hexdigest()
+
+    def _cache_path(self, key: str) -> Path | None:
+        return None if self.cache_dir is None else self.cache_dir / key[:2] / f"{key}.json"
+
+    def _count(self, **kw) -> None:
+        with self._lock:
+            self._counts.update(kw)
+
+    async def generate_json(self, prompt: str, images: list[bytes], schema: dict) -> dict:
+        """One structured request with cache, bounded concurrency and retries; returns the parsed JSON object.
+
+        Raises:
+            TeacherError: with reason `http_<code>`, `timeout` or `malformed` once retries are exhausted.
+        """
+        from google.genai import errors, types
+
+        key = self.request_key(prompt, images, schema)
+        path = self._cache_path(key)
+        if path is not None and path.is_file():
+            try:
+                data = json.loads(path.read_text())
+                self._count(cache_hits=1)
+                return data
+            except (OSError, json.JSONDecodeError):
+                pass  # a torn cache file is just a miss
+        contents = [types.Part.from_bytes(data=b, mime_type="image/png") for b in images] + [prompt]
+        config = self._configs.get(id(schema))
+        if config is None:  # built once per schema: the SDK's pydantic conversion is a large part of a call's CPU
+            config = types.GenerateContentConfig(
+                response_mime_type="application/json",
+                response_schema=types.Schema.model_validate(_to_sdk_schema(schema)),
+                temperature=self.temperature,
+            )
+            self._configs[id(schema)] = config
+        required = list(schema.get("required") or [])
+        reason, message = "unknown", ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                delay = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1)) * (0.5 + self._rng.random())
+                self._count(retries=1)
+                await asyncio.sleep(delay)
+            try:
+                async with self._sem:
+                    self._count(requests=1)
+                    resp = await asyncio.wait_for(
+                        self._get_client().aio.models.generate_content(
+                            model=self.model, contents=contents, config=config
+                        ),
+                        timeout=self.timeout_s,
+                    )
+                usage = resp.usage_metadata
+                if usage is not None:
+                    self._count(
+                        prompt_tokens=int(usage.prompt_token_count or 0),
+                        output_tokens=int(usage.candidates_token_count or 0),
+                    )
+                try:
+                    data = json.loads(resp.text or "")
+                except (json.JSONDecodeError, TypeError) as e:
+                    raise _Malformed(f"response is not JSON: {e}") from None
+                if not isinstance(data, dict) or any(k not in data for k in required):
+                    raise _Malformed(f"response lacks required keys {required}")
+            except errors.APIError as e:
+                code = int(getattr(e, "code", 0) or 0)
+                reason, message = f"http_{code}", str(e)[:200]
+                self._count(**{f"error_http_{code}": 1})
+                if code != 429 and code < 500:
+                    raise TeacherError(reason, f"Gemini request failed with HTTP {code}: {message}") from None
+                continue
+            except (asyncio.TimeoutError, TimeoutError) as e:
+                reason, message = "timeout", f"{type(e).__name__}"
+                self._count(error_timeout=1)
+                continue
+            except _Malformed as e:
+                reason, message = "malformed", str(e)
+                self._count(error_malformed=1)
+                continue
+            except Exception as e:  # httpx / aiohttp transport errors, timeouts raised by the transport
+                name = type(e).__name__
+                reason = "timeout" if "timeout" in name.lower() else "transport"
+                message = f"{name}: {str(e)[:200]}"
+                self._count(**{f"error_{reason}": 1})
+                continue
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".tmp{os.getpid()}")
+                tmp.write_text(json.dumps(data))
+                os.replace(tmp, path)
+            self._count(ok=1)
+            return data
+        self._count(failed=1)
+        raise TeacherError(
+            reason, f"Gemini request failed after {self.max_retries + 1} attempts ({reason}): {message}"
+        )
+
+    # -- teacher interface
+
+    def _frames(self, clip) -> list[bytes]:
+        idx = np.unique(np.round(np.linspace(0, clip.num_frames - 1, min(self.max_frames, clip.num_frames))))
+        return [_encode_png(clip.frames[int(i)]) for i in idx]
+
+    async def _landmarks(self, clip) -> dict:
+        if has_object_geometry(clip) and clip.meta.get("source") == "synthetic":
+            return geometry_landmarks(clip)
+        data = await self.generate_json(LANDMARK_PROMPT, self._frames(clip), LANDMARK_SCHEMA)
+        H, W = clip.height, clip.width
+        out = {}
+        for role in ("static", "dynamic"):
+            obj = data.get(f"{role}_object") or {}
+            try:
+                px, py = obj["point"][:2]
+                box = obj["box"][:4]
+                out[role] = {
+                    "name": str(obj["name"]),
+                    "role": role,
+                    "description": str(obj.get("description", "")),
+                    "frame": 0,
+                    "point": [int(px / 1000 * W), int(py / 1000 * H)],
+                    "box": [
+                        int(box[0] / 1000 * W),
+                        int(box[1] / 1000 * H),
+                        int(box[2] / 1000 * W),
+                        int(box[3] / 1000 * H),
+                    ],
+                }
+            except (KeyError, TypeError, ValueError, IndexError):
+                out[role] = None
+        return out
+
+    def landmarks_many(self, clips) -> list:
+        return self._run(lambda: [self._landmarks(c) for c in clips])
+
+    async def _cot(self, request: dict) -> str:
+        images = [_encode_png(f) for f in request.get("frames_for_teacher", [])]
+        images += [_encode_png(o) for o in request["overlays"]]
+        data = await self.generate_json(cot_prompt(request), images, COT_SCHEMA)
+        return assemble_cot(data.get("reasoning", ""), data.get("answer", ""), request["options"])
+
+    def cot_many(self, requests) -> list:
+        return self._run(lambda: [self._cot(r) for r in requests])
+
+    def stats(self) -> dict:
+        """Counts (requests, retries, cache hits, errors by kind), tokens and the estimated cost in USD."""
+        with self._lock:
+            c = dict(self._counts)
+        cost = (c.get("prompt_tokens", 0) * self.price_in + c.get("output_tokens", 0) * self.price_out) / 1e6
+        return {"teacher": self.name, "model": self.model, **c, "estimated_cost_usd": round(cost, 6)}
+
+
+__all__ = ["GeminiTeacher", "LANDMARK_SCHEMA", "RuleTeacher", "TeacherError", "geometry_landmarks"]

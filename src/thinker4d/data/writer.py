@@ -1,0 +1,327 @@
+"""Stage 8, output: crash-safe per-clip results, final parquet shards, dataset card and statistics
+(https://huggingface.co/papers/2605.05997).
+
+What differs from the paper (reference notes §4.1, §4.5):
+
+1. Every finished clip is one small parquet file (its rows plus, in the file's metadata, its rejections and errors)
+   written to a temporary name and moved into place with `os.replace`. The set of these files *is* the done-manifest:
+   a run killed at any moment (SIGKILL) and resumed redoes only the clips without a file, so the final rows equal an
+   uninterrupted run's, with no duplicates and none lost. The paper keeps progress in `completed_videos.txt` and
+   `resume_position.json`, written non-atomically next to the outputs.
+2. Final shards (`data/train-NNNNN-of-NNNNN.parquet`), `synthesis_stats.json` and `README.md` are written only once every
+   clip has its file, and a `COMPLETE` marker last; a folder without `COMPLETE` is never treated as a finished dataset.
+3. A converter writes the paper's JSONL layout (`text_input`, `text_output` with `<output_image>`, `image_input`,
+   `image_output`) with the images as files, using `paper_jsonl.dift_row_to_paper`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+
+WORK = ".work"
+CLIPS = "clips"
+COMPLETE = "COMPLETE"
+META_KEY = b"thinker4d_clip"
+
+
+def features():
+    """The 4D CoT schema of docs/design.md as `datasets.Features`."""
+    from datasets import Features, Image, List, Value
+
+    return Features(
+        {
+            "id": Value("string"),
+            "clip_id": Value("string"),
+            "frames": List(Image()),
+            "fps": Value("float32"),
+            "task": Value("string"),
+            "question": Value("string"),
+            "options": List(Value("string")),
+            "answer": Value("string"),
+            "cot": Value("string"),
+            "imagery": List(Image()),
+            "label_source": Value("string"),
+            "meta": Value("string"),
+        }
+    )
+
+
+_SCHEMA = None
+
+
+def arrow_schema():
+    global _SCHEMA
+    if _SCHEMA is None:
+        _SCHEMA = features().arrow_schema
+    return _SCHEMA
+
+
+def encode_image(img: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> dict:
+    """`{"bytes", "path": None}` (the `datasets.Image` storage) for an (H, W, 3) uint8 array."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    if fmt == "png":
+        Image.fromarray(img).save(buf, format="PNG", compress_level=1)
+    else:
+        Image.fromarray(img).save(buf, format="JPEG", quality=quality)
+    return {"bytes": buf.getvalue(), "path": None}
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def write_clip_result(clips_dir: Path, key: str, rows: list[dict], record: dict) -> Path:
+    """Atomically write one clip's rows and its record (`rejected`, `errors`, `candidates`, ...) as `<key>.parquet`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = arrow_schema()
+    table = pa.Table.from_pylist(rows, schema=schema)
+    table = table.replace_schema_metadata({**(schema.metadata or {}), META_KEY: json.dumps(record).encode()})
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    path = clips_dir / f"{key}.parquet"
+    _atomic_write_bytes(path, sink.getvalue().to_pybytes())
+    return path
+
+
+def done_keys(clips_dir: Path) -> set[str]:
+    """Keys of clips with a finished result file; removes temporary files left by a killed run."""
+    if not clips_dir.is_dir():
+        return set()
+    done = set()
+    for p in clips_dir.iterdir():
+        if p.name.startswith(".") and ".tmp" in p.name:
+            p.unlink(missing_ok=True)
+        elif p.suffix == ".parquet":
+            done.add(p.stem)
+    return done
+
+
+def read_clip_result(path: Path):
+    """`(pyarrow.Table, record dict)` of one clip result file."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    record = json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
+    return table.replace_schema_metadata(arrow_schema().metadata), record
+
+
+def summarize(records: list[dict], tasks: Counter) -> dict:
+    """Statistics over clip records: candidates, kept, rejected `{stage: {reason: n}}`, errors, per-task counts."""
+    rejected: dict = {}
+    errors, candidates, kept = [], 0, 0
+    for r in records:
+        candidates += int(r.get("candidates", 0))
+        kept += int(r.get("kept", 0))
+        for stage, reasons in (r.get("rejected") or {}).items():
+            for reason, n in reasons.items():
+                rejected.setdefault(stage, Counter())[reason] += n
+        errors.extend({"clip_id": r.get("clip_id"), **e} for e in r.get("errors") or [])
+    return {
+        "candidates": candidates,
+        "kept": kept,
+        "rejected": {s: dict(sorted(c.items())) for s, c in sorted(rejected.items())},
+        "tasks": dict(sorted(tasks.items())),
+        "clips": len(records),
+        "clips_with_rows": sum(1 for r in records if r.get("kept")),
+        "errors": errors,
+    }
+
+
+def assemble(output_dir: Path, result_files: list[Path], pipeline: dict, sources: list[dict], rows_per_shard: int):
+    """Combine clip result files (in the given order) into `data/train-*.parquet`, `synthesis_stats.json`,
+    `README.md`, then `COMPLETE`. Safe to rerun after a crash: files are replaced atomically and `COMPLETE` comes last.
+    Returns the statistics dict."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    output_dir = Path(output_dir)
+    (output_dir / COMPLETE).unlink(missing_ok=True)
+    tables, records = [], []
+    for p in result_files:
+        t, rec = read_clip_result(p)
+        tables.append(t)
+        records.append(rec)
+    table = pa.concat_tables(tables) if tables else pa.Table.from_pylist([], schema=arrow_schema())
+    ids = table.column("id").to_pylist()
+    if len(ids) != len(set(ids)):
+        dup = sorted({i for i in ids if ids.count(i) > 1})[:5]
+        raise RuntimeError(f"Duplicate row ids {dup} across clip results in {output_dir}; delete .work and rerun.")
+    data_dir = output_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    n = table.num_rows
+    num_shards = max(1, -(-n // max(1, rows_per_shard)))
+    names = []
+    for i in range(num_shards):
+        part = table.slice(i * rows_per_shard, rows_per_shard) if n else table
+        name = f"train-{i:05d}-of-{num_shards:05d}.parquet"
+        sink = pa.BufferOutputStream()
+        pq.write_table(part, sink)
+        _atomic_write_bytes(data_dir / name, sink.getvalue().to_pybytes())
+        names.append(name)
+    for stale in data_dir.glob("*.parquet"):
+        if stale.name not in names:
+            stale.unlink()
+    stats = summarize(records, Counter(table.column("task").to_pylist()))
+    stats.update({"pipeline": pipeline, "sources": sources, "shards": names})
+    _atomic_write_bytes(output_dir / "synthesis_stats.json", json.dumps(stats, indent=1).encode())
+    _atomic_write_bytes(output_dir / "README.md", render_card(stats, table).encode())
+    _atomic_write_bytes(output_dir / COMPLETE, json.dumps({"rows": n, "shards": names}).encode())
+    return stats
+
+
+def is_complete(output_dir) -> bool:
+    """Whether `output_dir` holds a finished synthesis (its `COMPLETE` marker exists)."""
+    return (Path(output_dir) / COMPLETE).is_file()
+
+
+def render_card(stats: dict, table) -> str:
+    """The dataset card: Hub metadata, schema, per-task counts, rejections by reason, pipeline, teacher, segmenter."""
+    desc = {
+        "id": "unique `<clip_id>/<task>/<n>`",
+        "clip_id": "source clip",
+        "frames": "video frames shown to the model, in time order",
+        "fps": "frames per second of `frames`",
+        "task": "question type",
+        "question": "question stem, no options",
+        "options": "rendered options `A. ...`",
+        "answer": "correct letter",
+        "cot": "`<think>...<imagery>...</think><answer>B. ...</answer>`, one `<imagery>` per overlay",
+        "imagery": "overlay images, same count and order as `<imagery>`",
+        "label_source": "`geometry` (poses/depth/masks) or `teacher`",
+        "meta": "JSON provenance: teacher, segmenter, landmark, key frames, label",
+    }
+    feats = features()
+    lines = [
+        "---",
+        "configs:",
+        "- config_name: default",
+        "  data_files:",
+        "  - split: train",
+        "    path: data/train-*",
+        "task_categories:",
+        "- video-text-to-text",
+        "tags:",
+        "- thinker4d",
+        "- 4d-reasoning",
+        "- latent-imagery",
+        "---",
+        "",
+        "# 4D chain-of-thought data (thinker4d synthesis)",
+        "",
+        "Rows for Dynamic-Imagery Fine-Tuning ([4DThinker](https://huggingface.co/papers/2605.05997)), written by "
+        "`thinker4d synthesize`. Load with `datasets.load_dataset(<this folder or repo>)`.",
+        "",
+        f"**{stats['kept']}** rows kept of **{stats['candidates']}** candidates from {stats['clips']} clips.",
+        "",
+        "## Schema",
+        "",
+        "| column | feature | meaning |",
+        "|---|---|---|",
+    ]
+    for name, feat in feats.items():
+        kind = (
+            "Sequence(Image)"
+            if name in ("frames", "imagery")
+            else ("Sequence(string)" if name == "options" else getattr(feat, "dtype", type(feat).__name__))
+        )
+        lines.append(f"| `{name}` | {kind} | {desc.get(name, '')} |")
+    lines += ["", "## Rows per task", "", "| task | rows |", "|---|---|"]
+    lines += [f"| {t} | {n} |" for t, n in stats["tasks"].items()]
+    lines += ["", "## Rejections", "", "| stage | reason | count |", "|---|---|---|"]
+    lines += [f"| {s} | {r} | {n} |" for s, rs in stats["rejected"].items() for r, n in rs.items()]
+    if stats["errors"]:
+        lines += ["", f"{len(stats['errors'])} clip(s) failed with an error; see `synthesis_stats.json`."]
+    lines += ["", "## Pipeline", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | `{json.dumps(v)}` |" for k, v in stats["pipeline"].items()]
+    if stats.get("sources"):
+        lines += ["", "## Sources", ""]
+        lines += [
+            f"- {s.get('name')} ({s.get('license', 'unknown license')}) {s.get('url', '')}" for s in stats["sources"]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def push_dataset(output_dir, repo_id: str, private: bool | None = None, license: str = "other", api=None):
+    """Push a finished synthesis folder to the Hub as a dataset (`thinker4d.hub.stage_dataset` + `push_folder`).
+
+    Raises:
+        RuntimeError: when the folder is not complete (no `COMPLETE` marker).
+    """
+    import tempfile
+
+    from thinker4d.hub import push_folder, stage_dataset
+
+    output_dir = Path(output_dir)
+    if not is_complete(output_dir):
+        raise RuntimeError(
+            f"{output_dir} is not a finished synthesis (no {COMPLETE} marker); run with --resume first."
+        )
+    with tempfile.TemporaryDirectory(prefix="thinker4d-synth-push-") as staging:
+        stage_dataset(
+            output_dir / "data", staging, repo_id, stats=output_dir / "synthesis_stats.json", license=license
+        )
+        return push_folder(staging, repo_id, repo_type="dataset", private=private, api=api)
+
+
+def write_paper_jsonl(output_dir, jsonl_path, image_dir=None) -> int:
+    """Write a finished synthesis as the paper's DIFT JSONL (`text_input`, `text_output` with `<output_image>`,
+    `image_input`, `image_output`); images go to `image_dir` (default: `<jsonl stem>_images/` next to the file).
+    Returns the number of lines written."""
+    import pyarrow.parquet as pq
+
+    from .paper_jsonl import dift_row_to_paper
+
+    output_dir, jsonl_path = Path(output_dir), Path(jsonl_path)
+    if not is_complete(output_dir):
+        raise RuntimeError(f"{output_dir} is not a finished synthesis (no {COMPLETE} marker).")
+    image_dir = Path(image_dir) if image_dir else jsonl_path.with_name(jsonl_path.stem + "_images")
+    image_dir.mkdir(parents=True, exist_ok=True)
+    n = 0
+    tmp = jsonl_path.with_name(f".{jsonl_path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as out:
+        for shard in sorted((output_dir / "data").glob("train-*.parquet")):
+            for row in pq.read_table(shard).to_pylist():
+                safe = row["id"].replace("/", "__")
+                paths = {}
+                for col in ("frames", "imagery"):
+                    paths[col] = []
+                    for i, img in enumerate(row[col]):
+                        ext = ".png" if img["bytes"][:4] == b"\x89PNG" else ".jpg"
+                        p = image_dir / safe / f"{col}_{i:03d}{ext}"
+                        p.parent.mkdir(parents=True, exist_ok=True)
+                        p.write_bytes(img["bytes"])
+                        paths[col].append(os.path.relpath(p, jsonl_path.parent))
+                out.write(json.dumps(dift_row_to_paper({**row, **paths})) + "\n")
+                n += 1
+    os.replace(tmp, jsonl_path)
+    return n
+
+
+__all__ = [
+    "COMPLETE",
+    "arrow_schema",
+    "assemble",
+    "done_keys",
+    "encode_image",
+    "features",
+    "is_complete",
+    "push_dataset",
+    "read_clip_result",
+    "render_card",
+    "write_clip_result",
+    "write_paper_jsonl",
+]

@@ -1,0 +1,101 @@
+"""`thinker4d quickstart` at toy scale: every stage runs, the report has the documented fields, reruns reuse finished
+stages (also after Ctrl-C), and a different configuration in the same folder is refused."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from thinker4d.quickstart import MODELS, QuickstartConfig, run_quickstart
+
+
+TOY = dict(
+    train_clips=10,
+    eval_questions=6,
+    tasks=["camera_motion", "object_distance"],
+    sft_steps=2,
+    grpo_steps=1,
+    batch_size=4,
+    num_generations=2,
+    hidden_size=32,
+    vision_hidden_size=32,
+    vocab_size=400,
+    max_new_tokens=24,
+)
+
+
+def marker_times(root: Path) -> dict:
+    return {p.parent.name: p.stat().st_mtime_ns for p in root.glob("*/DONE.json")}
+
+
+def test_quickstart_end_to_end_and_resume(tmp_path):
+    cfg = QuickstartConfig(**TOY)
+    summary = run_quickstart(cfg, tmp_path)
+    for name in ("chance", *MODELS):
+        assert name in summary, name
+        accs = summary[name]
+        assert set(accs) >= {"camera_motion", "object_distance", "all"}
+        assert all(0.0 <= v <= 1.0 for v in accs.values())
+    assert summary["chance"]["camera_motion"] == pytest.approx(0.25)
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["dift"] == summary["dift"]
+    html = (tmp_path / "report.html").read_text()
+    assert "DIFT + 4DRL" in html and "data:image/png;base64" in html and "imagery targets" in html
+    assert (tmp_path / "figures" / "accuracy.png").stat().st_size > 1000
+    assert (tmp_path / "figures" / "losses.png").stat().st_size > 1000
+    # every model's evaluation is a complete thinker4d eval run
+    for name in MODELS:
+        run = json.loads((tmp_path / f"eval_{name}" / "run" / "summary.json").read_text())
+        assert run["total"] == cfg.eval_questions and run["parser"]
+
+    # rerun after losing the last evaluation: only that stage runs again
+    before = marker_times(tmp_path)
+    (tmp_path / "eval_dift_grpo" / "DONE.json").unlink()
+    (tmp_path / "summary.json").unlink()
+    again = run_quickstart(cfg, tmp_path)
+    after = marker_times(tmp_path)
+    for stage, mtime in before.items():
+        if stage != "eval_dift_grpo":
+            assert after[stage] == mtime, f"stage {stage} was redone"
+    assert again["dift_grpo"] == summary["dift_grpo"]
+
+    with pytest.raises(ValueError, match="other settings .*sft_steps"):
+        run_quickstart(QuickstartConfig(**{**TOY, "sft_steps": 3}), tmp_path)
+
+
+def test_quickstart_ctrl_c_then_rerun_reuses_stages(tmp_path):
+    out = tmp_path / "qs"
+    args = [sys.executable, "-m", "thinker4d.cli", "quickstart", "--output", str(out)]
+    for key, value in TOY.items():
+        args += ["--" + key.replace("_", "-")] + ([str(v) for v in value] if isinstance(value, list) else [str(value)])
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (out / "init" / "DONE.json").exists():
+        assert proc.poll() is None, "quickstart exited before it could be interrupted"
+        assert time.time() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=300) != 0
+    assert not (out / "summary.json").exists()
+    done_before = marker_times(out)
+    assert {"data", "synthdsr", "init"} <= set(done_before)
+    result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "held-out SynthDSR accuracy" in result.stdout
+    done_after = marker_times(out)
+    for stage in ("data", "synthdsr", "init"):
+        assert done_after[stage] == done_before[stage], f"stage {stage} was redone after Ctrl-C"
+    assert json.loads((out / "summary.json").read_text())["dift"]
+
+
+def test_quickstart_config_errors():
+    with pytest.raises(ValueError, match="multiple of num_generations"):
+        QuickstartConfig(batch_size=6, num_generations=4)
+    with pytest.raises(ValueError, match="train_clips >= 8"):
+        QuickstartConfig(train_clips=2)

@@ -1,0 +1,482 @@
+"""Tests of the 4D CoT synthesis pipeline (thinker4d.data: ingest, teacher, segmentation, overlays, questions, cot,
+validate, writer, pipeline, fake_gemini; the `thinker4d synthesize` verb)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import time
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+
+from thinker4d.data import writer
+from thinker4d.data.fake_gemini import FakeGeminiServer, default_responder
+from thinker4d.data.ingest import Source, read_video_frames, sample_indices, subsample_clip
+from thinker4d.data.overlays import contour, overlay, select_key_frames
+from thinker4d.data.pipeline import SynthesisConfig, merge_outputs, run_synthesis
+from thinker4d.data.segmentation import check_track
+from thinker4d.data.validate import validate_cot
+
+
+SMALL = dict(world_num_frames=8, world_size=64, batch_size=3)
+
+
+def _rows(out):
+    import pyarrow.parquet as pq
+
+    rows = []
+    for p in sorted((Path(out) / "data").glob("train-*.parquet")):
+        rows.extend(pq.read_table(p).to_pylist())
+    return rows
+
+
+@pytest.fixture(scope="module")
+def offline_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("syn") / "cot"
+    cfg = SynthesisConfig(world_num_clips=8, **SMALL)
+    return cfg, out, run_synthesis(cfg, out, progress=False)
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+
+
+def test_offline_end_to_end_schema_and_load_dataset(offline_run):
+    import datasets
+
+    cfg, out, report = offline_run
+    assert writer.is_complete(out) and report["complete"]
+    ds = datasets.load_dataset(str(out), split="train", cache_dir=str(out.parent / "hf_cache"))
+    assert len(ds) == report["kept"] > 0
+    assert set(ds.column_names) == set(writer.features())
+    assert isinstance(ds.features["frames"].feature, datasets.Image)
+    assert isinstance(ds.features["imagery"].feature, datasets.Image)
+    row = ds[0]
+    assert len(row["frames"]) == 8 and row["frames"][0].size == (64, 64)
+    assert row["cot"].count("<imagery>") == len(row["imagery"]) >= 2
+    ids = ds["id"]
+    assert len(ids) == len(set(ids))
+    for r in ds:
+        assert validate_cot(r["cot"], r["options"], r["answer"], len(r["imagery"])) is None
+        assert r["cot"].endswith(f"<answer>{r['options'][ord(r['answer']) - 65]}</answer>")
+        assert r["label_source"] == "geometry"
+    stats = json.loads((out / "synthesis_stats.json").read_text())
+    assert stats["candidates"] == stats["kept"] + sum(n for s in stats["rejected"].values() for n in s.values())
+    assert stats["candidates"] == 8 * len(cfg.tasks)
+    assert stats["pipeline"]["teacher"] == "rule" and stats["pipeline"]["segmenter"] == "ground_truth"
+    assert {"name", "license", "url"} <= set(stats["sources"][0])
+    card = (out / "README.md").read_text()
+    for section in ("## Schema", "## Rows per task", "## Rejections", "## Pipeline", "data/train-*"):
+        assert section in card
+
+
+def test_labels_agree_with_world_ground_truth(offline_run):
+    from thinker4d.world import ask, motion_label_text, render_clip, sample_clip_spec
+
+    cfg, out, _ = offline_run
+    rows = _rows(out)
+    checked = 0
+    for r in rows:
+        meta = json.loads(r["meta"])
+        seed, k = meta["seed"], cfg.tasks.index(r["task"])
+        assert r["options"][ord(r["answer"]) - 65][3:] == meta["answer_text"]
+        if r["task"] == "camera_motion":
+            spec = sample_clip_spec(seed, num_frames=8, size=64)
+            assert meta["answer_text"] == motion_label_text(list(spec.camera.motion) or ["Stay"])
+        clip = render_clip(seed, num_frames=8, size=64)
+        if r["task"] == "object_bbox":
+            lb = meta["label"]
+            m = clip.instance_ids[lb["frame"]] == clip.object_names.index(lb["object"]) + 1
+            ys, xs = np.nonzero(m)
+            assert lb["bbox_px"] == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+        # the world's own ground-truth function, asked about the same object, gives the same label
+        q = ask(
+            clip,
+            r["task"],
+            rng=np.random.default_rng([cfg.seed, meta["source_index"], k]),
+            answer_index=meta["source_index"] + k,
+        )
+        if q is not None and q["label"].get("object") == meta["label"].get("object"):
+            assert q["answer_text"] == meta["answer_text"] and q["label"] == meta["label"]
+        checked += 1
+    assert checked == len(rows) > 0
+
+
+def test_answer_letters_are_balanced_and_deterministic(tmp_path):
+    cfg = SynthesisConfig(world_num_clips=8, tasks=["camera_motion"], camera_key_frames=2, **SMALL)
+    from thinker4d.data.questions import make_question
+    from thinker4d.world import render_clip
+
+    letters = [make_question(render_clip(s, num_frames=8, size=64), "camera_motion", s, 0)["answer"] for s in range(8)]
+    assert letters == list("ABCDABCD")
+    a = run_synthesis(cfg, tmp_path / "a", progress=False)
+    b = run_synthesis(cfg, tmp_path / "b", progress=False)
+    assert _rows(tmp_path / "a") == _rows(tmp_path / "b") and a["kept"] == b["kept"]
+
+
+# ------------------------------------------------------------------------------------------------ crash safety
+
+
+def _child_run(cfg_dict, out):
+    run_synthesis(SynthesisConfig(**cfg_dict), out, resume=True, progress=False)
+    os._exit(0)
+
+
+def test_sigkill_and_resume_gives_exactly_the_uninterrupted_rows(tmp_path):
+    cfg = SynthesisConfig(world_num_clips=24, world_num_frames=8, world_size=64, batch_size=1)
+    ref = run_synthesis(cfg, tmp_path / "ref", progress=False)
+    out = tmp_path / "killed"
+    ctx = multiprocessing.get_context("fork")
+    rng = random.Random(0)
+    kills = 0
+    for _ in range(30):
+        if writer.is_complete(out):
+            break
+        p = ctx.Process(target=_child_run, args=(cfg.to_dict(), str(out)))
+        p.start()
+        p.join(timeout=rng.uniform(0.02, 0.2))
+        if p.is_alive():
+            p.kill()  # SIGKILL
+            p.join()
+            kills += 1
+        else:
+            assert p.exitcode == 0, f"the worker failed (exit code {p.exitcode})"
+    assert kills >= 3, "the run finished before it could be killed a few times; make it longer"
+    report = run_synthesis(cfg, out, resume=True, progress=False)
+    assert report["complete"]
+    assert _rows(out) == _rows(tmp_path / "ref")
+    assert report["kept"] == ref["kept"] and report["rejected"] == ref["rejected"]
+    assert not [p for p in (out / ".work" / "clips").iterdir() if ".tmp" in p.name]
+
+
+def test_incomplete_output_is_not_complete_and_resume_rules(tmp_path):
+    cfg = SynthesisConfig(world_num_clips=2, **SMALL)
+    out = tmp_path / "o"
+    run_synthesis(cfg, out, progress=False)
+    (out / writer.COMPLETE).unlink()
+    assert not writer.is_complete(out)
+    with pytest.raises(RuntimeError, match="not a finished synthesis"):
+        writer.write_paper_jsonl(out, tmp_path / "x.jsonl")
+    with pytest.raises(FileExistsError, match="pass resume=True"):
+        run_synthesis(cfg, out, progress=False)
+    other = SynthesisConfig(world_num_clips=2, world_seed_start=5, **SMALL)
+    with pytest.raises(ValueError, match="different settings"):
+        run_synthesis(other, out, resume=True, progress=False)
+    report = run_synthesis(cfg, out, resume=True, progress=False)
+    assert report["skipped_done"] == 2 and writer.is_complete(out)
+
+
+# ------------------------------------------------------------------------------------------------ sharding
+
+
+def test_shards_merge_to_the_unsharded_dataset(tmp_path, offline_run):
+    cfg, ref_out, _ = offline_run
+    for i in range(3):
+        run_synthesis(cfg, tmp_path / f"s{i}", num_shards=3, shard_index=i, progress=False)
+    with pytest.raises(ValueError, match="have no result"):
+        merge_outputs([tmp_path / "s0", tmp_path / "s1"], tmp_path / "bad")
+    report = merge_outputs([tmp_path / f"s{i}" for i in range(3)], tmp_path / "merged")
+    assert _rows(tmp_path / "merged") == _rows(ref_out)
+    assert report["kept"] == json.loads((ref_out / "synthesis_stats.json").read_text())["kept"]
+
+
+# ------------------------------------------------------------------------------------------------ Gemini + faults
+
+
+def test_gemini_teacher_with_30_percent_faults_and_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", "secret-test-key-123")
+    with FakeGeminiServer(failure_rate=0.3, hang_s=1.0, seed=3) as srv:
+        cfg = SynthesisConfig(
+            world_num_clips=4,
+            teacher="gemini",
+            gemini_base_url=srv.url,
+            gemini_timeout_s=0.3,
+            gemini_backoff_s=0.01,
+            gemini_max_retries=6,
+            cache_dir=str(tmp_path / "cache"),
+            **SMALL,
+        )
+        report = run_synthesis(cfg, tmp_path / "g", progress=False)
+        faults = {k: srv.counts[k] for k in ("429", "500", "timeout", "malformed")}
+        assert sum(faults.values()) > 0
+        assert report["candidates"] == report["kept"] + sum(n for s in report["rejected"].values() for n in s.values())
+        assert report["kept"] > 0
+        usage = report["teacher_usage"]
+        assert usage["retries"] > 0 and usage["prompt_tokens"] > 0 and usage["estimated_cost_usd"] > 0
+        for r in _rows(tmp_path / "g"):
+            assert validate_cot(r["cot"], r["options"], r["answer"], len(r["imagery"])) is None
+            assert json.loads(r["meta"])["teacher"] == "gemini"
+        # a rerun into a new folder is answered from the cache: no request reaches the server
+        before = srv.counts["requests"]
+        again = run_synthesis(cfg, tmp_path / "g2", progress=False)
+        assert srv.counts["requests"] == before and again["teacher_usage"]["cache_hits"] > 0
+    for p in list((tmp_path / "g").rglob("*")) + list((tmp_path / "cache").rglob("*")):
+        if p.is_file():
+            assert b"secret-test-key-123" not in p.read_bytes()
+
+
+def test_validator_regenerates_then_rejects_with_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOOGLE_API_KEY", "k")
+
+    def wrong_first(body):
+        out = default_responder(body)
+        text = json.dumps(body)
+        if "reasoning" in out and "Attempt 2" not in text:
+            out["answer"] = "Z. nothing"
+        return out
+
+    def always_wrong(body):
+        out = default_responder(body)
+        if "reasoning" in out:
+            out["reasoning"] = out["reasoning"].replace("<imagery>", "", 1)
+        return out
+
+    cfg_kw = dict(world_num_clips=1, teacher="gemini", gemini_backoff_s=0.01, tasks=["object_bbox"], **SMALL)
+    with FakeGeminiServer(responder=wrong_first) as srv:
+        run_synthesis(SynthesisConfig(gemini_base_url=srv.url, **cfg_kw), tmp_path / "a", progress=False)
+    rows = _rows(tmp_path / "a")
+    assert rows and all(json.loads(r["meta"])["cot_attempts"] == 2 for r in rows)
+    with FakeGeminiServer(responder=always_wrong) as srv:
+        rep = run_synthesis(SynthesisConfig(gemini_base_url=srv.url, **cfg_kw), tmp_path / "b", progress=False)
+        assert srv.counts["requests"] == 4  # 1 + 3 regenerations
+    assert rep["kept"] == 0 and rep["rejected"]["validate"] == {"imagery_count_mismatch": 1}
+
+
+def test_gemini_landmarks_for_clips_without_geometry(monkeypatch):
+    from thinker4d.data.teacher import GeminiTeacher
+    from thinker4d.world import render_clip
+
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    with pytest.raises(ValueError, match="GEMINI_API_KEY"):
+        GeminiTeacher()
+    clip = render_clip(2, num_frames=4, size=64)
+    clip.meta = {"source": "spatialvid"}
+    with FakeGeminiServer() as srv:
+        srv.keep_bodies = True
+        teacher = GeminiTeacher(api_key="k", base_url=srv.url)
+        lm = teacher.landmarks_many([clip])[0]
+        teacher.close()
+        assert srv.bodies[0]["generationConfig"]["responseSchema"]["required"] == ["static_object", "dynamic_object"]
+    assert lm["static"]["point"] == [32, 32] and len(lm["dynamic"]["box"]) == 4 and "k" not in repr(teacher)[-5:]
+
+
+# ------------------------------------------------------------------------------------------------ bad input
+
+
+def test_bad_inputs_are_reported_per_clip_and_the_run_continues(tmp_path):
+    from thinker4d.world import render_clip, save_clip
+
+    root = tmp_path / "clips"
+    for s in range(6):
+        save_clip(render_clip(s, num_frames=8, size=64), root / f"c{s}")
+    (root / "c1" / "video.mp4").write_bytes(os.urandom(2000))  # corrupt
+    (root / "c2" / "video.mp4").write_bytes(b"")  # empty
+    data = (root / "c3" / "video.mp4").read_bytes()
+    (root / "c3" / "video.mp4").write_bytes(data[: len(data) // 3])  # truncated
+    (root / "c4" / "intrinsics.npy").unlink()  # missing annotation file
+    np.savez_compressed(root / "c5" / "masks.npz", instance_ids=np.zeros((8, 32, 32), np.uint8))  # wrong size
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "broken.mp4").write_bytes(b"\x00" * 100)
+    cfg = SynthesisConfig(clip_dirs=[str(root / "c*")], video_dirs=[str(videos)], **SMALL)
+    report = run_synthesis(cfg, tmp_path / "out", progress=False)
+    errors = {e["clip_id"]: e for e in report["errors"]}
+    assert set(errors) == {"c1", "c2", "c3", "c4", "c5", "broken"}
+    assert all(e["stage"] == "ingest" and e["reason"] == "bad_input" for e in errors.values())
+    assert "empty (0 bytes)" in errors["broken"]["message"] or "Cannot decode" in errors["broken"]["message"]
+    assert "intrinsics.npy" in errors["c4"]["message"]
+    assert "instance_ids must be (8, 64, 64)" in errors["c5"]["message"]
+    assert "video.mp4" in errors["c1"]["message"] or "decode" in errors["c1"]["message"].lower()
+    rows = _rows(tmp_path / "out")
+    assert rows and {r["clip_id"] for r in rows} == {"world-0000000"}
+    assert report["rejected"]["ingest"]["bad_input"] == 6 * len(cfg.tasks)
+
+
+def test_read_video_frames_sampling_and_errors(tmp_path):
+    from thinker4d.world.clip import write_video
+
+    frames = (np.arange(24)[:, None, None, None] * 10 % 255 * np.ones((24, 16, 16, 3))).astype(np.uint8)
+    write_video(tmp_path / "v.mp4", frames, fps=12)
+    out, fps = read_video_frames(tmp_path / "v.mp4", target_fps=3, max_frames=16)
+    assert len(out) == 6 and fps == pytest.approx(3.0)
+    out, _ = read_video_frames(tmp_path / "v.mp4", target_fps=None, max_frames=5)
+    assert len(out) == 5
+    (tmp_path / "e.mp4").write_bytes(b"")
+    with pytest.raises(ValueError, match="empty"):
+        read_video_frames(tmp_path / "e.mp4")
+    assert sample_indices(16, 8.0, 4.0, 16).tolist() == [0, 2, 4, 6, 8, 10, 12, 14]
+    assert sample_indices(10, 8.0, None, 4).tolist() == [0, 3, 6, 9]
+
+
+def test_subsample_clip_keeps_geometry_aligned():
+    from thinker4d.world import render_clip
+
+    clip = render_clip(4, num_frames=16, size=64)
+    sub = subsample_clip(clip, sample_indices(16, clip.fps, 4.0, 16))
+    assert sub.num_frames == 8 and sub.fps == pytest.approx(4.0)
+    assert np.array_equal(sub.w2c, clip.w2c[::2]) and np.array_equal(sub.instance_ids, clip.instance_ids[::2])
+    assert sub.camera_motion == clip.camera_motion
+
+
+# ------------------------------------------------------------------------------------------------ stage units
+
+
+@pytest.mark.parametrize(
+    "cot, reason",
+    [
+        ("<think>" + "a" * 50 + " <imagery> <imagery></think><answer>B. Right</answer>", None),
+        ("<think>" + "a" * 50 + " <imagery> <imagery></think><answer>B</answer>", None),
+        ("<think>" + "a" * 50 + " <imagery> <imagery></think><answer>A. Left</answer>", "answer_mismatch"),
+        ("<think>" + "a" * 50 + " <imagery> <imagery></think><answer>C. Up</answer>", "answer_not_an_option"),
+        ("<think>" + "a" * 50 + " <imagery></think><answer>B. Right</answer>", "imagery_count_mismatch"),
+        ("<think>" + "a" * 50 + " <imagery></think><answer>B. Right <imagery></answer>", "imagery_outside_think"),
+        ("<think>short <imagery> <imagery></think><answer>B. Right</answer>", "think_too_short"),
+        ("<think>" + "a" * 50 + " <imagery> <imagery><answer>B</answer></think><answer>B</answer>", "malformed_tags"),
+        ("<think>" + "a" * 50 + " <imagery> <imagery></think><answer>B. Right</answer> extra", "malformed_tags"),
+        ("no tags at all", "malformed_tags"),
+    ],
+)
+def test_validate_cot(cot, reason):
+    assert validate_cot(cot, ["Left", "Right"], "B", 2) == reason
+
+
+def test_overlay_blend_contour_and_key_frames():
+    frame = np.full((8, 8, 3), 100, np.uint8)
+    mask = np.zeros((8, 8), bool)
+    mask[2:6, 2:6] = True
+    out = overlay(frame, mask, alpha=0.4)
+    assert out[3, 3].tolist() == [162, 60, 60]  # 100 * 0.6 + (255, 0, 0) * 0.4, inside
+    assert out[2, 2].tolist() == [255, 0, 0] and out[0, 0].tolist() == [100, 100, 100]  # contour / outside
+    assert contour(mask).sum() == 12
+    with pytest.raises(ValueError, match="does not match the frame"):
+        overlay(frame, np.zeros((4, 4), bool))
+    present = np.array([0, 1, 1, 1, 1, 1, 1, 0, 0, 1], bool)
+    key = select_key_frames(present, 4)
+    assert key[0] == 1 and key[-1] == 9 and len(key) == 4
+    assert select_key_frames(present, 20) == [1, 2, 3, 4, 5, 6, 9] or len(select_key_frames(present, 20)) <= 8
+    assert select_key_frames(np.array([0, 1, 0], bool), 4) == []
+
+
+def test_consistency_filter_reasons():
+    T, H, W = 8, 32, 32
+    good = np.zeros((T, H, W), bool)
+    for t in range(T):
+        good[t, 10:16, 5 + t : 11 + t] = True
+    assert check_track(good) is None
+    assert check_track(np.zeros((T, H, W), bool)) == "empty"
+    lost = good.copy()
+    lost[2:] = False
+    assert check_track(lost) == "lost"
+    jump = good.copy()
+    jump[4] = False
+    jump[4, 25:31, 25:31] = True
+    assert check_track(jump) == "jump"
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="Unknown or empty tasks"):
+        SynthesisConfig(tasks=["nope"])
+    with pytest.raises(ValueError, match="held-out range"):
+        SynthesisConfig(world_num_clips=10, world_seed_start=999_995)
+    (tmp_path / "c.yaml").write_text("world_num_clips: 2\nbogus_key: 1\n")
+    with pytest.raises(ValueError, match="unknown synthesis settings \\['bogus_key'\\]"):
+        SynthesisConfig.from_yaml(tmp_path / "c.yaml")
+    for name in ("offline.yaml", "gemini_sam2.yaml"):
+        SynthesisConfig.from_yaml(Path(__file__).parents[1] / "examples" / "synthesis" / name)
+
+
+# ------------------------------------------------------------------------------------------------ SAM2
+
+
+def test_sam2_tiny_random_video_propagation(tmp_path):
+    from thinker4d.data.segmentation import Sam2Segmenter, mask_prompt
+    from thinker4d.world import render_clip
+
+    seg = Sam2Segmenter.tiny_random()
+    clip = render_clip(1, num_frames=4, size=64)
+    prompt = mask_prompt(clip.instance_ids == 1)
+    masks = seg.segment(clip, {"name": clip.object_names[0], **prompt})
+    assert masks.shape == (4, 64, 64) and masks.dtype == bool
+    with pytest.raises(ValueError, match="no point or box prompt"):
+        seg.segment(clip, {"name": "x"})
+    cfg = SynthesisConfig(
+        world_num_clips=1, world_num_frames=4, world_size=64, segmenter="sam2", tasks=["camera_motion", "object_bbox"]
+    )
+    report = run_synthesis(cfg, tmp_path / "s", segmenter=seg, progress=False)
+    assert report["pipeline"]["segmenter"] == "sam2"
+    assert report["candidates"] == report["kept"] + sum(n for s in report["rejected"].values() for n in s.values())
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+
+def test_paper_jsonl_and_push_with_mocked_hub(offline_run, tmp_path):
+    _, out, report = offline_run
+    n = writer.write_paper_jsonl(out, tmp_path / "paper.jsonl")
+    lines = [json.loads(x) for x in (tmp_path / "paper.jsonl").read_text().splitlines()]
+    assert n == len(lines) == report["kept"]
+    for line in lines:
+        assert line["text_output"].count("<output_image>") == len(line["image_output"]) >= 2
+        assert "<imagery>" not in line["text_output"]
+        assert (tmp_path / line["image_input"][0]).is_file() and "\nA. " in line["text_input"]
+    from thinker4d.data.paper_jsonl import load_paper_jsonl
+
+    back = load_paper_jsonl(str(tmp_path / "paper.jsonl"))
+    assert back[0]["cot"] == _rows(out)[0]["cot"]
+    api = mock.MagicMock()
+    writer.push_dataset(out, "me/4d-cot", api=api)
+    api.create_repo.assert_called_once_with(repo_id="me/4d-cot", repo_type="dataset", private=None, exist_ok=True)
+    assert api.upload_folder.call_args.kwargs["repo_type"] == "dataset"
+
+
+def test_cli_synthesize_and_merge(tmp_path, capsys):
+    from thinker4d.commands.synthesize import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("world_num_clips: 2\nworld_num_frames: 8\nworld_size: 64\n")
+    for i in range(2):
+        assert (
+            main(
+                [
+                    "--config",
+                    str(cfg),
+                    "--output",
+                    str(tmp_path / f"s{i}"),
+                    "--num-shards",
+                    "2",
+                    "--shard-index",
+                    str(i),
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
+    assert main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--output", str(tmp_path / "m")]) == 0
+    assert writer.is_complete(tmp_path / "m") and '"kept"' in capsys.readouterr().out
+    assert (
+        main(
+            ["--config", str(cfg), "--output", str(tmp_path / "s0"), "--resume", "--num-shards", "2", "--no-progress"]
+        )
+        == 0
+    )
+
+
+def test_source_keys_are_unique_and_sortable():
+    a, b = Source(3, "world", "3"), Source(12, "folder", "/x/clip id!")
+    assert a.key == "0000003-world-0000003" and b.key == "0000012-clip_id_" and a.key < b.key
+
+
+def test_fake_server_rejects_bad_settings():
+    with pytest.raises(ValueError, match="Unknown fault kinds"):
+        FakeGeminiServer(faults=("404",))
+    with pytest.raises(RuntimeError, match="not started"):
+        _ = FakeGeminiServer().url
+    t = time.perf_counter()
+    with FakeGeminiServer():
+        pass
+    assert time.perf_counter() - t < 5
