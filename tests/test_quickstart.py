@@ -42,6 +42,8 @@ def test_quickstart_end_to_end_and_resume(tmp_path):
         assert set(accs) >= {"camera_motion", "object_distance", "all"}
         assert all(0.0 <= v <= 1.0 for v in accs.values())
     assert summary["chance"]["camera_motion"] == pytest.approx(0.25)
+    assert set(summary["answer_text_accuracy"]) == set(MODELS)
+    assert all(0.0 <= v <= 1.0 for v in summary["answer_text_accuracy"]["dift"].values())
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["dift"] == summary["dift"]
     html = (tmp_path / "report.html").read_text()

@@ -124,19 +124,32 @@ def templated_cot(request: dict) -> str:
     return "<think>" + " ".join(lines) + "</think><answer>" + answer + "</answer>"
 
 
+def _shift_direction(a: dict, b: dict) -> str:
+    """The apparent shift in words only (no percentages): what a small model can read off the imagery."""
+    dx, dy = b["x"] - a["x"], b["y"] - a["y"]
+    parts = []
+    if abs(dx) > 0.03:
+        parts.append("right" if dx > 0 else "left")
+    if abs(dy) > 0.03:
+        parts.append("down" if dy > 0 else "up")
+    ratio = b["area"] / max(a["area"], 1e-9)
+    size = "grows" if ratio > 1.15 else "shrinks" if ratio < 0.87 else "keeps its size"
+    return f"{' and '.join(parts) or 'nowhere'} and {size}"
+
+
 def compact_cot(request: dict) -> str:
-    """A short RuleTeacher CoT: the landmark, one `<imagery>` per key frame, the apparent shift, then the motion named
-    before the answer. Same structure and markers as [`templated_cot`], about a fifth of the length, for small models
-    trained from scratch (the quickstart), where every reasoning token costs compute and the motion must be named
-    before the letter (../shared/learnability.md)."""
+    """A short RuleTeacher CoT: the landmark, one `<imagery>` per key frame, the apparent shift (in words), then the
+    motion named before the answer. Same structure and markers as [`templated_cot`], about a fifth of the length, for
+    small models trained from scratch (the quickstart), where every reasoning token costs compute and the motion must
+    be named before the letter (../shared/learnability.md)."""
     name, cues = request["landmark"], request["cues"]
     role = "static" if request["role"] == "static" else "moving"
     imagery = " ".join("<imagery>" for _ in cues)
-    shift = _shift_words(cues[0], cues[-1]).replace("it shifts ", "")
+    shift = _shift_direction(cues[0], cues[-1])
     subject = "camera" if request["task"] == "camera_motion" else name
     answer = option_text(request["options"], request["answer"])
     return (
-        f"<think>The {role} {name}: {imagery} It shifts {shift}. The {subject}: {request['answer_text']}.</think>"
+        f"<think>The {role} {name}: {imagery} It moves {shift}. The {subject}: {request['answer_text']}.</think>"
         f"<answer>{answer}</answer>"
     )
 
