@@ -546,3 +546,12 @@ def test_cli_trains_lora_from_saved_dataset(tmp_path):
     assert "<|latent_pad|>" in (tmp_path / "out" / "tokenizer_config.json").read_text() or (
         "<|latent_pad|>" in (tmp_path / "out" / "tokenizer.json").read_text()
     )
+
+
+def test_cli_config_with_an_unknown_key_names_it(tmp_path):
+    from thinker4d.commands import dift as dift_cmd
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: x\ndataset: y\nlerning_rate: 1.0e-5\n")
+    with pytest.raises(ValueError, match=r"unknown settings \['lerning_rate'\]"):
+        dift_cmd._parse(["--config", str(cfg), "--output_dir", str(tmp_path / "o")])

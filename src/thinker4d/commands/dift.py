@@ -60,6 +60,12 @@ def _parse(argv: list[str]):
         path = argv[argv.index("--config") + 1]
         with open(path, encoding="utf-8") as f:
             defaults = yaml.safe_load(f) or {}
+        known = {action.dest for action in parser._actions}
+        unknown = sorted(set(defaults) - known)
+        if unknown:
+            raise ValueError(
+                f"{path}: unknown settings {unknown}; every key must be a `thinker4d dift` flag (see --help)."
+            )
         parser.set_defaults(**defaults)
     return parser.parse_args_into_dataclasses(argv)
 
