@@ -159,7 +159,9 @@ def test_push_model_bad_inputs(checkpoint, tmp_path, tiny_base_model):
 
 def _cot_dataset(n, task_cycle):
     import numpy as np
-    from datasets import Dataset, Features, Image, List, Value
+    from datasets import Dataset
+
+    from thinker4d.data.writer import features as cot_features
 
     image = np.zeros((8, 8, 3), dtype=np.uint8)
     rows = {
@@ -176,23 +178,7 @@ def _cot_dataset(n, task_cycle):
         "label_source": ["geometry" if i % 2 else "teacher" for i in range(n)],
         "meta": ["{}"] * n,
     }
-    features = Features(
-        {
-            "id": Value("string"),
-            "clip_id": Value("string"),
-            "frames": List(Image()),
-            "fps": Value("float32"),
-            "task": Value("string"),
-            "question": Value("string"),
-            "options": List(Value("string")),
-            "answer": Value("string"),
-            "cot": Value("string"),
-            "imagery": List(Image()),
-            "label_source": Value("string"),
-            "meta": Value("string"),
-        }
-    )
-    return Dataset.from_dict(rows, features=features)
+    return Dataset.from_dict(rows, features=cot_features())
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 MODELS = ("untrained", "raw_qa", "text_cot", "dift", "dift_grpo")
+LATENT_SIZE = 4  # K of the quickstart model (the paper's)
 TRAINED = {"raw_qa": "raw_qa", "text_cot": "text_cot", "dift": "dift"}
 LABELS = {
     "chance": "chance",
@@ -232,20 +233,20 @@ def stage_init(root: Path, cfg: QuickstartConfig, train) -> Path:
             vision_hidden_size=cfg.vision_hidden_size,
             vision_depth=cfg.vision_depth,
         )
-        model, processor = thinker4d.from_base(base, processor, latent_size=4)
+        model, processor = thinker4d.from_base(base, processor, latent_size=LATENT_SIZE)
         model.save_pretrained(stage.dir / "model")
         processor.save_pretrained(stage.dir / "model")
         stage.finish(parameters=model.num_parameters(), vocab=len(processor.tokenizer))
     return stage.dir / "model"
 
 
-def _token_budget(train, processor, cfg: QuickstartConfig | None = None) -> int:
-    if cfg is not None and cfg.max_new_tokens > 0:
+def _token_budget(train, processor, cfg: QuickstartConfig) -> int:
+    """Generation budget of rollouts and evaluation: the longest training CoT with its blocks expanded, plus 25%."""
+    if cfg.max_new_tokens > 0:
         return cfg.max_new_tokens
     longest = max(len(processor.tokenizer(c)["input_ids"]) for c in train["cot"])
-    k = 4
     markers = max(c.count("<imagery>") for c in train["cot"])
-    return int((longest + markers * (k + 2)) * 1.25) + 8
+    return int((longest + markers * (LATENT_SIZE + 2)) * 1.25) + 8
 
 
 def stage_train(root: Path, cfg: QuickstartConfig, name: str, init_dir: Path, train) -> Path:
@@ -301,7 +302,7 @@ def _last_checkpoint(folder: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
-def stage_grpo(root: Path, cfg: QuickstartConfig, dift_dir: Path, train) -> Path:
+def stage_grpo(root: Path, cfg: QuickstartConfig, dift_dir: Path, train, budget: int) -> Path:
     from transformers import AutoProcessor
 
     from thinker4d.trainers import LatentGRPOConfig, LatentGRPOTrainer
@@ -317,7 +318,7 @@ def stage_grpo(root: Path, cfg: QuickstartConfig, dift_dir: Path, train) -> Path
         max_steps=cfg.grpo_steps,
         per_device_train_batch_size=cfg.batch_size,
         num_generations=cfg.num_generations,
-        max_completion_length=_token_budget(train, processor, cfg),
+        max_completion_length=budget,
         learning_rate=cfg.grpo_learning_rate,
         beta=0.0,
         temperature=1.0,
@@ -526,6 +527,18 @@ def _mark_imagery(text: str, as_html: bool) -> str:
     return text.replace("<|latent_pad|>", "z ")
 
 
+def _percent_table(data: dict, names: list, tasks: list, as_html: bool) -> str:
+    """`data[name][task]` (fractions) as a task x model table of percentages, in markdown or HTML."""
+    head = [LABELS[n] for n in names]
+    rows = [[t] + [f"{data[n].get(t, float('nan')) * 100:.1f}" for n in names] for t in tasks]
+    if as_html:
+        cells = "".join(f"<th>{h}</th>" for h in ["task", *head])
+        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+        return f"<table><tr>{cells}</tr>{body}</table>"
+    lines = ["| task | " + " | ".join(head) + " |", "|" + "---|" * (len(names) + 1)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def write_report(
     root: Path, cfg: QuickstartConfig, results: dict, trace: dict | None, timings: dict, named: dict | None = None
 ) -> None:
@@ -535,11 +548,10 @@ def write_report(
     acc_png = plot_accuracy(results, fig_dir / "accuracy.png")
     tasks = [t for t in results["chance"] if t != "all"] + ["all"]
     names = [n for n in LABELS if n in results]
-    header = "| task | " + " | ".join(LABELS[n] for n in names) + " |"
-    lines = [header, "|" + "---|" * (len(names) + 1)]
-    for t in tasks:
-        lines.append(f"| {t} | " + " | ".join(f"{results[n].get(t, float('nan')) * 100:.1f}" for n in names) + " |")
-    table = "\n".join(lines)
+    diagnostic = (
+        "Diagnostic (not the headline): % of answers that name the correct option's text, whatever their letter. A gap "
+        "to the table above means the model saw the motion but did not map it to the shuffled letter."
+    )
     verdict = _verdict(results, named)
     md = [
         "# thinker4d quickstart report",
@@ -549,23 +561,14 @@ def write_report(
         + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items())
         + ".",
         "",
-        table,
+        _percent_table(results, names, tasks, as_html=False),
         "",
         verdict,
         "",
         f"![accuracy](figures/{acc_png.name})",
     ]
     if named:
-        md += [
-            "",
-            "Diagnostic (not the headline): % of answers that name the correct option's *text*, whatever their letter. "
-            "A gap to the table above means the model saw the motion but did not map it to the shuffled letter.",
-            "",
-            "| task | " + " | ".join(LABELS[n] for n in named) + " |",
-            "|" + "---|" * (len(named) + 1),
-        ]
-        for t in tasks:
-            md.append(f"| {t} | " + " | ".join(f"{named[n].get(t, float('nan')) * 100:.1f}" for n in named) + " |")
+        md += ["", diagnostic, "", _percent_table(named, list(named), tasks, as_html=False)]
     if loss_png:
         md += ["", f"![losses](figures/{loss_png.name})"]
     if trace:
@@ -595,29 +598,11 @@ def write_report(
         "<h1>thinker4d quickstart report</h1>",
         "<p>Tiny Qwen2.5-VL trained from random weights on synthetic 4D-world clips, evaluated on held-out SynthDSR "
         "(strict answer parsing; accuracy in %).</p>",
-        "<table><tr><th>task</th>" + "".join(f"<th>{LABELS[n]}</th>" for n in names) + "</tr>",
+        _percent_table(results, names, tasks, as_html=True),
+        f"<p>{html.escape(verdict)}</p>",
     ]
-    for t in tasks:
-        body.append(
-            f"<tr><td>{t}</td>"
-            + "".join(f"<td>{results[n].get(t, float('nan')) * 100:.1f}</td>" for n in names)
-            + "</tr>"
-        )
-    body += ["</table>", f"<p>{html.escape(verdict)}</p>"]
     if named:
-        body += [
-            "<p>Diagnostic (not the headline): % of answers that name the correct option's <i>text</i>, whatever "
-            "their letter. A gap to the table above means the model saw the motion but did not map it to the shuffled "
-            "letter.</p>",
-            "<table><tr><th>task</th>" + "".join(f"<th>{LABELS[n]}</th>" for n in named) + "</tr>",
-        ]
-        for t in tasks:
-            body.append(
-                f"<tr><td>{t}</td>"
-                + "".join(f"<td>{named[n].get(t, float('nan')) * 100:.1f}</td>" for n in named)
-                + "</tr>"
-            )
-        body.append("</table>")
+        body += [f"<p>{html.escape(diagnostic)}</p>", _percent_table(named, list(named), tasks, as_html=True)]
     body += [img(acc_png), img(loss_png)]
     if trace:
         body += [
@@ -698,15 +683,15 @@ def run_quickstart(
     bench_dir = timed("synthdsr", stage_synthdsr, root, cfg)
     train = _load_train(data_dir)
     init_dir = timed("init", stage_init, root, cfg, train)
+    from transformers import AutoProcessor
+
+    budget = _token_budget(train, AutoProcessor.from_pretrained(str(init_dir)), cfg)
     models = {"untrained": init_dir}
     for name in ("raw_qa", "text_cot", "dift"):
         models[name] = timed(f"train_{name}", stage_train, root, cfg, name, init_dir, train)
     if cfg.grpo_steps > 0:
-        models["dift_grpo"] = timed("train_dift_grpo", stage_grpo, root, cfg, models["dift"], train)
+        models["dift_grpo"] = timed("train_dift_grpo", stage_grpo, root, cfg, models["dift"], train, budget)
 
-    from transformers import AutoProcessor
-
-    budget = _token_budget(train, AutoProcessor.from_pretrained(str(init_dir)), cfg)
     results = {"chance": chance_accuracy(bench_dir)}
     summaries, named = {}, {}
     for name, model_dir in models.items():

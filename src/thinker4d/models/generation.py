@@ -21,6 +21,7 @@ code (reference notes §1.8, §2.2, §6.2-6.3):
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -57,6 +58,21 @@ def latent_token_ids(config) -> tuple[int, int, int, int]:
     if not isinstance(k, int) or k < 1:
         raise ValueError(f"config.latent_size must be an integer >= 1, got {k!r}.")
     return int(start), int(pad), int(end), int(k)
+
+
+@contextlib.contextmanager
+def capture_lm_head_input(model):
+    """Yield a dict whose `"hidden"` holds, after each forward of `model`, the input of its output layer: the last
+    layer's post-norm hidden state (sliced like the logits when `logits_to_keep` is set). A forward pre-hook reads it,
+    so this works on stock-class models too."""
+    captured: dict[str, torch.Tensor] = {}
+    handle = model.get_output_embeddings().register_forward_pre_hook(
+        lambda module, args: captured.update(hidden=args[0])
+    )
+    try:
+        yield captured
+    finally:
+        handle.remove()
 
 
 class ImageryLimitError(RuntimeError):
@@ -124,11 +140,9 @@ def latent_sample(
     latent_steps: list[tuple[torch.Tensor, torch.Tensor, int]] = []  # (rows mask, vectors, column)
 
     embed = model.get_input_embeddings()
-    # The hidden state to feed back is the input of lm_head (last layer, post-norm). A forward pre-hook reads it, so
+    # The hidden state to feed back is the input of lm_head (last layer, post-norm), read by a forward pre-hook, so
     # the loop also runs on stock-class models whose config carries the latent fields (the Hub custom_generate path).
-    captured: dict[str, torch.Tensor] = {}
-    hook = model.get_output_embeddings().register_forward_pre_hook(lambda module, args: captured.update(h=args[0]))
-    try:
+    with capture_lm_head_input(model) as captured:
         outputs = model._prefill(input_ids, generation_config, model_kwargs, is_first_iteration=True)
         prefill_consumed = False
         this_peer_finished = False
@@ -151,7 +165,7 @@ def latent_sample(
             if synced_gpus and this_peer_finished:
                 continue
 
-            last_hidden = captured["h"][:, -1].detach()
+            last_hidden = captured["hidden"][:, -1].detach()
             next_token_logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=device)
             if output_logits:  # the model's own distribution, before the latent masks and logits processors
                 raw_logits += (next_token_logits.clone(),)
@@ -233,5 +247,3 @@ def latent_sample(
             latent_positions=positions,
             imagery_blocks=blocks,
         )
-    finally:
-        hook.remove()

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from .generation import latent_sample, latent_token_ids
+from .generation import capture_lm_head_input, latent_sample, latent_token_ids
 from .imagery import latent_slot_mask, place_latents, pool_imagery
 
 
@@ -134,22 +134,6 @@ class Thinker4DLatentMixin:
             position_ids = self._latent_position_ids(input_ids, attention_mask, **mm_kwargs)
         return inputs_embeds, position_ids, latent_embeds
 
-    @contextlib.contextmanager
-    def _capture_lm_head_input(self, enabled: bool):
-        captured: dict[str, torch.Tensor] = {}
-        if not enabled:
-            yield captured
-            return
-
-        def hook(module, args):
-            captured["hidden"] = args[0]
-
-        handle = self.get_output_embeddings().register_forward_pre_hook(hook)
-        try:
-            yield captured
-        finally:
-            handle.remove()
-
     def latent_slot_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Boolean mask of the latent slots in `input_ids`."""
         return latent_slot_mask(input_ids, self.latent_ids[1])
@@ -174,7 +158,7 @@ class Thinker4DLatentMixin:
             )
             # Qwen3-VL takes ids or embeddings, not both; vision placeholders are then found by embedding equality.
             forward_kwargs.update(input_ids=None, inputs_embeds=embeds, position_ids=position_ids)
-        with self._capture_lm_head_input(want_hidden) as captured:
+        with capture_lm_head_input(self) if want_hidden else contextlib.nullcontext({}) as captured:
             out = parent_forward(**forward_kwargs)
         return Thinker4DCausalLMOutputWithPast(
             loss=out.loss,
