@@ -76,7 +76,15 @@ def test_quickstart_ctrl_c_then_rerun_reuses_stages(tmp_path):
     for key, value in TOY.items():
         args += ["--" + key.replace("_", "-")] + ([str(v) for v in value] if isinstance(value, list) else [str(value)])
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # A shell that runs the suite in the background (or without a terminal) may start it with SIGINT ignored, which a
+    # child would inherit; give the child the default disposition, as an interactive Ctrl-C sees it.
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.time() + 600
     while not (out / "init" / "DONE.json").exists():
         assert proc.poll() is None, "quickstart exited before it could be interrupted"
