@@ -250,12 +250,12 @@ def _token_budget(train, processor, cfg: QuickstartConfig) -> int:
 
 
 def stage_train(root: Path, cfg: QuickstartConfig, name: str, init_dir: Path, train) -> Path:
-    from thinker4d.trainers import DIFTConfig, DIFTTrainer
-
     stage = Stage(root, f"train_{name}")
     out = stage.dir / "model"
     if stage.done:
         return out
+    from thinker4d.trainers import DIFTConfig, DIFTTrainer
+
     args = DIFTConfig(
         output_dir=str(stage.dir / "checkpoints"),
         mode=TRAINED[name],
@@ -303,14 +303,14 @@ def _last_checkpoint(folder: Path) -> str | None:
 
 
 def stage_grpo(root: Path, cfg: QuickstartConfig, dift_dir: Path, train, budget: int) -> Path:
-    from transformers import AutoProcessor
-
-    from thinker4d.trainers import LatentGRPOConfig, LatentGRPOTrainer
-
     stage = Stage(root, "train_dift_grpo")
     out = stage.dir / "model"
     if stage.done:
         return out
+    from transformers import AutoProcessor
+
+    from thinker4d.trainers import LatentGRPOConfig, LatentGRPOTrainer
+
     processor = AutoProcessor.from_pretrained(str(dift_dir))
     rl_rows = train.remove_columns([c for c in ("cot", "imagery") if c in train.column_names])
     args = LatentGRPOConfig(
