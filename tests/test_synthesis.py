@@ -265,6 +265,86 @@ def test_gemini_landmarks_for_clips_without_geometry(monkeypatch):
     assert lm["static"]["point"] == [32, 32] and len(lm["dynamic"]["box"]) == 4 and "k" not in repr(teacher)[-5:]
 
 
+def test_gemini_teacher_request_body_per_schema_proxy_and_close(monkeypatch):
+    import base64
+
+    from thinker4d.data.cot import COT_SCHEMA
+    from thinker4d.data.teacher import LANDMARK_SCHEMA, GeminiTeacher, _encode_png
+
+    img = _encode_png(np.full((4, 4, 3), 7, np.uint8))
+    with FakeGeminiServer() as srv:
+        srv.keep_bodies = True
+        teacher = GeminiTeacher(api_key="k", base_url=srv.url, temperature=0.3)
+        # two schemas in one batch: each request carries its own generationConfig (one client per schema)
+        land, cot = teacher._run(
+            lambda: [
+                teacher.generate_json("where?", [img], LANDMARK_SCHEMA),
+                teacher.generate_json("why?", [], COT_SCHEMA),
+            ]
+        )
+        assert set(land) == {"static_object", "dynamic_object"} and set(cot) == {"reasoning", "answer"}
+        by_prompt = {b["contents"][0]["parts"][-1]["text"]: b for b in srv.bodies}
+        for prompt, schema, n_images in (("where?", LANDMARK_SCHEMA, 1), ("why?", COT_SCHEMA, 0)):
+            body = by_prompt[prompt]
+            gen = body["generationConfig"]
+            assert gen["responseMimeType"] == "application/json" and gen["temperature"] == 0.3
+            assert gen["responseSchema"]["required"] == schema["required"]
+            assert gen["responseSchema"]["propertyOrdering"] == list(schema["properties"])
+            parts = body["contents"][0]["parts"]
+            assert body["contents"][0]["role"] == "user" and len(parts) == n_images + 1
+        inline = by_prompt["where?"]["contents"][0]["parts"][0]["inlineData"]
+        assert base64.urlsafe_b64decode(inline["data"] + "=" * (-len(inline["data"]) % 4)) == img
+        assert by_prompt["why?"]["generationConfig"]["responseSchema"]["propertyOrdering"] == ["reasoning", "answer"]
+        nested = by_prompt["where?"]["generationConfig"]["responseSchema"]["properties"]["static_object"]
+        assert nested["propertyOrdering"] == ["name", "description", "point", "box"]
+        # an invalid schema fails with a clear message (returned per request, like any teacher failure)
+        (err,) = teacher._run(lambda: [teacher.generate_json("p", [], {"type": "OBJECT", "required": "label"})])
+        with pytest.raises(ValueError, match="not a valid Gemini schema.*required"):
+            raise err
+        session = teacher._session
+        teacher.close()
+        assert session.closed and teacher._session is None
+        # the teacher still works after close (session and loop are rebuilt)
+        (again,) = teacher._run(lambda: [teacher.generate_json("why?", [], COT_SCHEMA)])
+        assert set(again) == {"reasoning", "answer"}
+        teacher.close()
+
+        # the proxy comes from the environment (read once): the fake server acts as the proxy of an unreachable host
+        for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", srv.url)
+        before = srv.counts["requests"]
+        proxied = GeminiTeacher(api_key="k", base_url="http://gemini.invalid", max_retries=0)
+        (out,) = proxied._run(lambda: [proxied.generate_json("why?", [], COT_SCHEMA)])
+        proxied.close()
+        assert set(out) == {"reasoning", "answer"} and srv.counts["requests"] == before + 1
+
+
+def test_gemini_cache_same_request_concurrently(tmp_path):
+    from thinker4d.data.cot import COT_SCHEMA
+    from thinker4d.data.teacher import GeminiTeacher
+
+    with FakeGeminiServer() as srv:
+        teacher = GeminiTeacher(api_key="k", base_url=srv.url, cache_dir=str(tmp_path))
+        # the same request four times in one batch: the cache writes (in worker threads) must not collide
+        outs = teacher._run(lambda: [teacher.generate_json("same", [], COT_SCHEMA) for _ in range(4)])
+        teacher.close()
+        assert all(isinstance(o, dict) and set(o) == {"reasoning", "answer"} for o in outs)
+        files = [p for p in tmp_path.rglob("*") if p.is_file()]
+        assert [p.name for p in files] == [f"{teacher.request_key('same', [], COT_SCHEMA)}.json"]
+        before = srv.counts["requests"]
+        again = GeminiTeacher(api_key="k", base_url=srv.url, cache_dir=str(tmp_path))
+        assert again._run(lambda: [again.generate_json("same", [], COT_SCHEMA)]) == [outs[0]]
+        again.close()
+        assert srv.counts["requests"] == before and again.stats()["cache_hits"] == 1
+
+
+def test_fake_server_sends_without_nagle_delay():
+    # headers and body go out in separate writes; without TCP_NODELAY the body waits ~40 ms for a delayed ACK
+    with FakeGeminiServer() as srv:
+        assert srv._server.RequestHandlerClass.disable_nagle_algorithm is True
+
+
 # ------------------------------------------------------------------------------------------------ bad input
 
 

@@ -3,6 +3,8 @@
 `google-genai` accepts a base URL (`HttpOptions(base_url=...)`), so `GeminiTeacher(base_url=server.url)` talks to this
 stdlib `ThreadingHTTPServer` on 127.0.0.1 exactly as it would to the real API. Faults can be injected at a given rate:
 HTTP 429, HTTP 500, timeouts (the server sleeps past the client's timeout) and malformed JSON in the model text.
+Responses go out with TCP_NODELAY, so a request takes `latency` plus the server's own work, not the extra ~40 ms that
+Nagle's algorithm and the client's delayed ACK add to a response written as headers then body.
 
 The default responder fills the request's `responseSchema` with plausible values. For thinker4d's CoT prompts it
 answers like a cooperative teacher: it reads `Use exactly N <imagery> markers` and `The correct answer is: X` from the
@@ -133,6 +135,9 @@ class FakeGeminiServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # TCP_NODELAY: the headers and the body go out in separate writes; with Nagle's algorithm the body
+            # waits for the client's delayed ACK of the headers (about 40 ms on Linux), added to every request
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):
                 pass

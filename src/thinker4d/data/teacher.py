@@ -5,7 +5,7 @@ A teacher has two batched methods, `landmarks_many(clips)` and `cot_many(request
 exception per input, plus `stats()`. Two implementations:
 
 * `RuleTeacher` (offline): landmarks from the clip's geometry by the paper's Appendix A rules, CoT from a template.
-* `GeminiTeacher` (google-genai): structured JSON output (`response_schema`), async calls with bounded concurrency,
+* `GeminiTeacher` (google-genai): structured JSON output (`responseSchema`), async calls with bounded concurrency,
   its own retries with exponential backoff and jitter (429, 5xx, timeouts, malformed JSON), an on-disk response cache
   keyed by the request, token and cost accounting. The API key comes from `GEMINI_API_KEY` / `GOOGLE_API_KEY` and is
   never logged or written.
@@ -196,8 +196,43 @@ def _to_sdk_schema(schema: dict) -> dict:
     return out
 
 
+def _wire_schema(schema: dict) -> dict:
+    """The schema as the REST API takes it, with `propertyOrdering` (the SDK adds it too) so the model writes the
+    properties in the order given (e.g. `reasoning` before `answer`) rather than alphabetically."""
+    out = {}
+    for k, v in schema.items():
+        if k == "properties":
+            v = {name: _wire_schema(sub) for name, sub in v.items()}
+        elif k == "items":
+            v = _wire_schema(v)
+        out[k] = v
+    if schema.get("properties") and "propertyOrdering" not in schema and "property_ordering" not in schema:
+        out["propertyOrdering"] = list(schema["properties"])
+    return out
+
+
+def _env_proxy(url: str) -> tuple:
+    """`(proxy, proxy_auth)` for `url` from `HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`, or `(None, None)`."""
+    from aiohttp.helpers import get_env_proxy_for_url
+    from yarl import URL
+
+    try:
+        return get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None, None
+
+
 class _Malformed(ValueError):
     pass
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Writes `text` to a unique temporary name next to `path`, then moves it into place (readers never see a torn
+    file; concurrent writers of the same key each use their own temporary file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _encode_png(img: np.ndarray) -> bytes:
@@ -226,6 +261,16 @@ class GeminiTeacher:
         temperature (`float`, *optional*, defaults to 0.2).
         max_frames (`int`, *optional*, defaults to 8): video frames sent per request (plus the overlays).
         price_in_per_mtok / price_out_per_mtok (`float`): USD per million input / output tokens for the cost estimate.
+
+    Per-call CPU matters: with many requests in flight, every millisecond of client work per call delays the whole
+    batch of responses that arrive together. So each call sends plain-dict `contents` and no per-call `config`: the
+    generation config (`responseMimeType`, `responseSchema`, `temperature`) is sent as the request body's
+    `generationConfig` through `HttpOptions.extra_body` of one `genai.Client` per schema (the schema is still
+    validated once as a `types.Schema`), which skips google-genai's per-call pydantic copy and conversion of the
+    config. All those clients share one `aiohttp.ClientSession` with `trust_env=False`: the SDK's own session has
+    `trust_env=True`, which costs two thread-pool round trips per request (`~/.netrc` and proxy lookups); the proxy
+    is read from the environment (`HTTPS_PROXY` / `HTTP_PROXY` / `NO_PROXY`) once instead. Cache files are written
+    in a worker thread, so a slow disk does not stall the requests in flight.
 
     Example:
 
@@ -271,8 +316,9 @@ class GeminiTeacher:
         self._counts: Counter = Counter()
         self._lock = threading.Lock()
         self._loop = None
-        self._client = None
-        self._configs: dict = {}
+        self._session = None  # aiohttp.ClientSession shared by the clients, bound to `_session_loop`
+        self._session_loop = None
+        self._clients: dict = {}  # canonical schema JSON -> genai.Client sending that generationConfig
 
     def __repr__(self) -> str:
         return f"GeminiTeacher(model={self.model!r}, base_url={self.base_url!r}, concurrency={self.concurrency})"
@@ -284,20 +330,61 @@ class GeminiTeacher:
             self._loop = asyncio.new_event_loop()
         return self._loop
 
-    def _get_client(self):
-        if self._client is None:
-            from google import genai
-            from google.genai import types
+    def _client_for(self, schema: dict):
+        """The `genai.Client` whose requests carry `schema`'s generation config (built once per schema and loop)."""
+        import aiohttp
+        import pydantic
+        from google import genai
+        from google.genai import types
 
-            opts = types.HttpOptions(base_url=self.base_url, timeout=int(self.timeout_s * 1000))
-            self._client = genai.Client(api_key=self._key, http_options=opts)
-        return self._client
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session_loop is not loop or self._session.closed:
+            proxy, proxy_auth = _env_proxy(self.base_url or "https://generativelanguage.googleapis.com")
+            proxy_kw = {"proxy": proxy, "proxy_auth": proxy_auth} if proxy is not None else {}
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), trust_env=False, **proxy_kw)
+            self._session_loop, self._clients = loop, {}
+        key = json.dumps(schema, sort_keys=True)
+        client = self._clients.get(key)
+        if client is None:
+            try:
+                types.Schema.model_validate(_to_sdk_schema(schema))
+            except pydantic.ValidationError as e:
+                where = "; ".join(f"{'.'.join(map(str, d['loc'])) or '<root>'}: {d['msg']}" for d in e.errors())
+                raise ValueError(
+                    f"GeminiTeacher: the response schema is not a valid Gemini schema ({where}); fix the schema "
+                    "passed to generate_json (OpenAPI-style dict: type, properties, items, required, minItems, ...)."
+                ) from None
+            generation = {
+                "responseMimeType": "application/json",
+                "responseSchema": _wire_schema(schema),
+                "temperature": self.temperature,
+            }
+            opts = types.HttpOptions(
+                base_url=self.base_url,
+                timeout=int(self.timeout_s * 1000),
+                aiohttp_client=self._session,
+                extra_body={"generationConfig": generation},
+            )
+            client = self._clients[key] = genai.Client(api_key=self._key, http_options=opts)
+        return client
+
+    async def aclose(self) -> None:
+        """Closes the HTTP session from inside the event loop that used it (for callers awaiting `generate_json` in
+        their own loop); `close()` does this for the teacher's own loop."""
+        if self._session is not None and self._session_loop is asyncio.get_running_loop():
+            for client in self._clients.values():
+                await client.aio.aclose()
+                client.close()
+            await self._session.close()
+        self._session, self._session_loop, self._clients = None, None, {}
 
     def close(self) -> None:
+        """Closes the HTTP session and the event loop; the teacher can still be used afterwards (they are rebuilt)."""
         if self._loop is not None:
+            self._loop.run_until_complete(self.aclose())
             self._loop.close()
             self._loop = None
-        self._client = None
+        self._session, self._session_loop, self._clients = None, None, {}
 
     def _run(self, coros) -> list:
         async def gather():
@@ -328,7 +415,7 @@ class GeminiTeacher:
         Raises:
             TeacherError: with reason `http_<code>`, `timeout` or `malformed` once retries are exhausted.
         """
-        from google.genai import errors, types
+        from google.genai import errors
 
         key = self.request_key(prompt, images, schema)
         path = self._cache_path(key)
@@ -339,15 +426,9 @@ class GeminiTeacher:
                 return data
             except (OSError, json.JSONDecodeError):
                 pass  # a torn cache file is just a miss
-        contents = [types.Part.from_bytes(data=b, mime_type="image/png") for b in images] + [prompt]
-        config = self._configs.get(id(schema))
-        if config is None:  # built once per schema: the SDK's pydantic conversion is a large part of a call's CPU
-            config = types.GenerateContentConfig(
-                response_mime_type="application/json",
-                response_schema=types.Schema.model_validate(_to_sdk_schema(schema)),
-                temperature=self.temperature,
-            )
-            self._configs[id(schema)] = config
+        client = self._client_for(schema)  # carries the generation config for this schema
+        parts = [{"inline_data": {"data": b, "mime_type": "image/png"}} for b in images] + [{"text": prompt}]
+        contents = [{"role": "user", "parts": parts}]
         required = list(schema.get("required") or [])
         reason, message = "unknown", ""
         for attempt in range(self.max_retries + 1):
@@ -359,9 +440,7 @@ class GeminiTeacher:
                 async with self._sem:
                     self._count(requests=1)
                     resp = await asyncio.wait_for(
-                        self._get_client().aio.models.generate_content(
-                            model=self.model, contents=contents, config=config
-                        ),
+                        client.aio.models.generate_content(model=self.model, contents=contents),
                         timeout=self.timeout_s,
                     )
                 usage = resp.usage_metadata
@@ -397,11 +476,8 @@ class GeminiTeacher:
                 message = f"{name}: {str(e)[:200]}"
                 self._count(**{f"error_{reason}": 1})
                 continue
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".tmp{os.getpid()}")
-                tmp.write_text(json.dumps(data))
-                os.replace(tmp, path)
+            if path is not None:  # file creation can block for a while on a busy disk: off the event loop
+                await asyncio.to_thread(_write_atomic, path, json.dumps(data))
             self._count(ok=1)
             return data
         self._count(failed=1)
