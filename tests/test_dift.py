@@ -100,6 +100,8 @@ def test_config_defaults():
         ({"cache_imagery_targets": True, "mode": "raw_qa"}, "only applies to mode='dift'"),
         ({"max_frames": 0}, "max_frames"),
         ({"frame_max_pixels": 10}, "frame_max_pixels"),
+        ({"latent_norm": "rms"}, "latent_norm must be a positive number, 'embedding' or None"),
+        ({"latent_norm": 0.0}, "latent_norm must be > 0"),
     ],
 )
 def test_config_errors(kwargs, match):
@@ -288,6 +290,25 @@ def test_latent_size_from_config(tmp_path):
     assert int((batch["input_ids"] == model.config.latent_pad_id).sum()) == 6
     with torch.no_grad():
         assert torch.isfinite(trainer.compute_loss(trainer.model, dict(batch)))
+
+
+def test_latent_norm_embedding_is_written_to_the_config_and_scales_the_slots(tmp_path):
+    model, processor = tiny("qwen2_5_vl", latent_size=2)
+    expected = float(model.get_input_embeddings().weight.detach().norm(dim=-1).mean())
+    trainer = DIFTTrainer(
+        model=model,
+        args=make_args(tmp_path, latent_norm="embedding"),
+        train_dataset=make_dataset(),
+        processing_class=processor,
+    )
+    assert trainer.model.config.latent_norm == pytest.approx(expected)
+    batch = dict(trainer.data_collator([make_row(0, n_imagery=2)]))
+    batch.pop("labels")
+    with torch.no_grad():
+        out = trainer.model(**batch, output_last_hidden_state=True)
+    norms = out.latent_embeds.norm(dim=-1)
+    torch.testing.assert_close(norms, torch.full_like(norms, expected), atol=1e-4, rtol=1e-4)
+    assert DIFTConfig(output_dir="x", latent_norm="2.5").latent_norm == 2.5
 
 
 def test_rows_without_imagery_train_on_ce(tmp_path):

@@ -305,6 +305,54 @@ def test_forward_with_rollout_latents_reproduces_decoding_logits(tiny_model_and_
     assert diff_wrong[text].max() > 1e-3
 
 
+def test_latent_norm_scales_every_slot_vector(tiny_model_and_processor):
+    """With config.latent_norm the fed-back vectors are scaled in decoding, and a forward with the recorded latents
+    (scaled again: the scaling is idempotent) still reproduces the rollout's logits."""
+    from thinker4d.models.generation import scale_latents
+
+    model, processor = tiny_model_and_processor
+    start, pad, _ = latent_ids(model)
+    pad_tok = processor.tokenizer.pad_token_id
+    inputs = video_inputs(processor, 1)
+    force = LogitsProcessorList([ForceImageryAt(start, pad_tok)])
+    kwargs = dict(max_new_tokens=18, do_sample=False, return_dict_in_generate=True, output_logits=True)
+    plain = model.generate(**inputs, logits_processor=force, **kwargs)
+    model.config.latent_norm = 0.7
+    scaled = model.generate(**inputs, logits_processor=force, **kwargs)
+    norms = scaled.latents[0].float().norm(dim=-1)
+    torch.testing.assert_close(norms, torch.full_like(norms, 0.7), atol=1e-4, rtol=1e-4)
+    # the first slot's vector is the (scaled) hidden state before it: the same direction as without scaling
+    torch.testing.assert_close(scaled.latents[0][0], scale_latents(plain.latents[0][0], 0.7), atol=1e-5, rtol=1e-4)
+    ref_ids, ref_latents = slow_latent_decode(model, inputs, 18, ForceImageryAt(start, pad_tok))
+    assert torch.equal(scaled.sequences, ref_ids)
+    torch.testing.assert_close(scaled.latents[0], scale_latents(torch.stack(ref_latents), 0.7), atol=1e-5, rtol=1e-4)
+    # later slots see scaled inputs, so the vectors differ from the unscaled run
+    assert (scale_latents(plain.latents[0][1:], 0.7) - scaled.latents[0][1:]).abs().max() > 1e-3
+
+    seqs, prompt_len = scaled.sequences, inputs["input_ids"].shape[1]
+    mask = torch.ones_like(seqs)
+    mm = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    mtt = torch.cat(
+        [inputs["mm_token_type_ids"], inputs["mm_token_type_ids"].new_zeros(1, seqs.shape[1] - prompt_len)], 1
+    )
+    with torch.no_grad():
+        fwd = model(input_ids=seqs, attention_mask=mask, mm_token_type_ids=mtt, latent_embeds=scaled.latents[0], **mm)
+    rollout = torch.stack(scaled.logits, 1)
+    text = seqs[:, prompt_len:] != pad
+    diff = (rollout.log_softmax(-1) - fwd.logits[:, prompt_len - 1 : -1].float().log_softmax(-1)).abs().amax(-1)
+    assert diff[text].max() < 1e-4
+
+
+def test_latent_norm_validation(backbone):
+    from thinker4d import Thinker4DQwen2_5_VLConfig, Thinker4DQwen3VLConfig
+
+    cls = Thinker4DQwen2_5_VLConfig if backbone == "qwen2_5_vl" else Thinker4DQwen3VLConfig
+    assert cls(latent_norm=0.5).latent_norm == 0.5
+    for bad in (0.0, -1.0, True):
+        with pytest.raises(ValueError, match="latent_norm must be a positive number"):
+            cls(latent_norm=bad)
+
+
 def test_max_imagery_blocks_suppress_and_error(tiny_model_and_processor):
     model, processor = tiny_model_and_processor
     start, pad, _ = latent_ids(model)

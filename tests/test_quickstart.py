@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from thinker4d.quickstart import MODELS, QuickstartConfig, run_quickstart
+from thinker4d.quickstart import MODELS, QuickstartConfig, option_reading_rows, run_quickstart
 
 
 TOY = dict(
     train_clips=10,
     eval_questions=6,
     tasks=["camera_motion", "object_distance"],
+    warmup_steps=2,
     sft_steps=2,
     grpo_steps=1,
     batch_size=4,
@@ -33,6 +34,41 @@ def marker_times(root: Path) -> dict:
     return {p.parent.name: p.stat().st_mtime_ns for p in root.glob("*/DONE.json")}
 
 
+def test_option_reading_rows_are_valid_and_answerable_from_the_options():
+    import numpy as np
+    from datasets import Dataset
+
+    from thinker4d.prompting import option_text
+    from thinker4d.trainers.dift_collator import row_problem
+
+    frames = [np.zeros((8, 8, 3), np.uint8)] * 2
+    train = Dataset.from_list(
+        [
+            {"id": f"r{i}", "frames": frames, "fps": 2.0, "options": opts, "cot": "x"}
+            for i, opts in enumerate(
+                [["Pan Left", "Tilt Up", "Pan Right", "Tilt Down"], ["Closer", "Farther", "Same"]] * 20
+            )
+        ]
+    )
+    rows = option_reading_rows(train, seed=0)
+    assert len(rows) == len(train) and rows.column_names[:4] == ["id", "frames", "fps", "options"]
+    vocabulary = {"Pan Left", "Tilt Up", "Pan Right", "Tilt Down", "Closer", "Farther", "Same"}
+    letters = set()
+    for src, row in zip(train, rows):
+        assert row["id"] == src["id"] + "/option-reading" and len(row["options"]) == len(src["options"])
+        assert set(row["options"]) <= vocabulary and len(set(row["options"])) == len(row["options"])
+        named = row["question"].removeprefix("Which option says ").removesuffix("?")
+        assert option_text(row["options"], row["answer"]) == f"{row['answer']}. {named}"
+        assert row["cot"].endswith(f"<answer>{row['answer']}. {named}</answer>")
+        assert row_problem(row, "text_cot") is None
+        letters.add(row["answer"])
+    assert letters == set("ABCD")  # the answer letter is spread over the options
+    assert option_reading_rows(train, seed=0)["cot"] == rows["cot"]
+    assert option_reading_rows(train, seed=1)["cot"] != rows["cot"]
+    with pytest.raises(ValueError, match="at least 2 distinct option texts"):
+        option_reading_rows(Dataset.from_list([{"id": "a", "frames": frames, "fps": 1.0, "options": ["x", "x"]}]))
+
+
 def test_quickstart_end_to_end_and_resume(tmp_path):
     cfg = QuickstartConfig(**TOY)
     summary = run_quickstart(cfg, tmp_path)
@@ -44,6 +80,8 @@ def test_quickstart_end_to_end_and_resume(tmp_path):
     assert summary["chance"]["camera_motion"] == pytest.approx(0.25)
     assert set(summary["answer_text_accuracy"]) == set(MODELS)
     assert all(0.0 <= v <= 1.0 for v in summary["answer_text_accuracy"]["dift"].values())
+    # every model starts from the option-reading warm-up, which is the "untrained" model of the table
+    assert json.loads((tmp_path / "train_warmup" / "DONE.json").read_text())["steps"] == TOY["warmup_steps"]
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["dift"] == summary["dift"]
     html = (tmp_path / "report.html").read_text()

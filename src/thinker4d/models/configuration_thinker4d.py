@@ -29,6 +29,12 @@ def _validate_latent_fields(config) -> None:
             f"imagery_pooling must be one of {IMAGERY_POOLING_MODES} ('raster' = K contiguous raster chunks as in the "
             f"paper, 'grid' = a 2-D grid of K cells), got {config.imagery_pooling!r}."
         )
+    norm = config.latent_norm
+    if norm is not None and (isinstance(norm, bool) or not isinstance(norm, (int, float)) or not norm > 0):
+        raise ValueError(
+            f"latent_norm must be a positive number (the L2 norm every vector placed at a latent slot is scaled to) or "
+            f"None (vectors are placed as they are, as in the paper), got {norm!r}."
+        )
     ids = [config.latent_start_id, config.latent_end_id, config.latent_pad_id]
     given = [i for i in ids if i is not None]
     if given and len(set(given)) != len(given):
@@ -44,6 +50,10 @@ class Thinker4DQwen2_5_VLConfig(Qwen2_5_VLConfig):
     latent_size (`int`, *optional*, defaults to 4): K, the number of latent slots per imagery block.
     latent_start_id / latent_end_id / latent_pad_id (`int`, *optional*): ids of the three latent tokens.
     imagery_pooling (`str`, *optional*, defaults to `"raster"`): `"raster"` (paper) or `"grid"`.
+    latent_norm (`float`, *optional*): when set, every vector placed at a latent slot (the pooled imagery targets in
+        training, the fed-back hidden states in decoding, the rollout's latents in RL) is scaled to this L2 norm, so
+        training and inference put vectors of one scale at the slots. `None` (default) places them as they are, as
+        the paper does. `DIFTConfig(latent_norm="embedding")` sets it to the mean norm of the input-embedding rows.
 
     Example:
 
@@ -61,6 +71,7 @@ class Thinker4DQwen2_5_VLConfig(Qwen2_5_VLConfig):
     latent_end_id: int | None = None
     latent_pad_id: int | None = None
     imagery_pooling: str = "raster"
+    latent_norm: float | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -76,6 +87,10 @@ class Thinker4DQwen3VLConfig(Qwen3VLConfig):
     latent_size (`int`, *optional*, defaults to 4): K, the number of latent slots per imagery block.
     latent_start_id / latent_end_id / latent_pad_id (`int`, *optional*): ids of the three latent tokens.
     imagery_pooling (`str`, *optional*, defaults to `"raster"`): `"raster"` (paper) or `"grid"`.
+    latent_norm (`float`, *optional*): when set, every vector placed at a latent slot (the pooled imagery targets in
+        training, the fed-back hidden states in decoding, the rollout's latents in RL) is scaled to this L2 norm, so
+        training and inference put vectors of one scale at the slots. `None` (default) places them as they are, as
+        the paper does. `DIFTConfig(latent_norm="embedding")` sets it to the mean norm of the input-embedding rows.
 
     Example:
 
@@ -93,6 +108,7 @@ class Thinker4DQwen3VLConfig(Qwen3VLConfig):
     latent_end_id: int | None = None
     latent_pad_id: int | None = None
     imagery_pooling: str = "raster"
+    latent_norm: float | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

@@ -6,8 +6,9 @@ Paper: https://huggingface.co/papers/2605.05997 (inference with recurrent mental
 code (reference notes §1.8, §2.2, §6.2-6.3):
 
 1. Latent mode is tracked **per row**: each row enters a block when *it* samples `<|latent_start|>`, feeds back its
-   own previous last-layer post-norm hidden state for exactly K steps (writing `<|latent_pad|>` ids), then gets
-   `<|latent_end|>` forced. Rows outside a block decode normal tokens in the same forward step. The paper's DIFT/eval
+   own previous last-layer post-norm hidden state (scaled to `config.latent_norm` when the config sets it) for
+   exactly K steps (writing `<|latent_pad|>` ids), then gets `<|latent_end|>` forced. Rows outside a block decode
+   normal tokens in the same forward step. The paper's DIFT/eval
    loop switches the whole batch (correct only at batch size 1) and its RL loop feeds pad embeddings to mid-block rows
    whenever another row starts a block.
 2. Token ids and K come from the model config; nothing is hard-coded.
@@ -60,6 +61,14 @@ def latent_token_ids(config) -> tuple[int, int, int, int]:
     return int(start), int(pad), int(end), int(k)
 
 
+def scale_latents(vectors: torch.Tensor, latent_norm: float | None) -> torch.Tensor:
+    """`vectors` (`(..., hidden)`) scaled to L2 norm `latent_norm` along the last axis (in fp32); unchanged when
+    `latent_norm` is `None`. Idempotent, so vectors recorded after scaling can be placed again."""
+    if latent_norm is None:
+        return vectors
+    return (torch.nn.functional.normalize(vectors.float(), dim=-1) * latent_norm).to(vectors.dtype)
+
+
 @contextlib.contextmanager
 def capture_lm_head_input(model):
     """Yield a dict whose `"hidden"` holds, after each forward of `model`, the input of its output layer: the last
@@ -108,6 +117,7 @@ def latent_sample(
         `torch.LongTensor` of shape `(batch, seq)`, or a [`LatentGenerateOutput`] when `return_dict_in_generate=True`.
     """
     start_id, pad_id, end_id, k = latent_token_ids(model.config)
+    latent_norm = getattr(model.config, "latent_norm", None)
     if generation_config.num_beams not in (None, 1):
         raise ValueError(
             "Latent decoding supports greedy search and sampling only; set num_beams=1 (beam search cannot carry "
@@ -165,7 +175,7 @@ def latent_sample(
             if synced_gpus and this_peer_finished:
                 continue
 
-            last_hidden = captured["hidden"][:, -1].detach()
+            last_hidden = scale_latents(captured["hidden"][:, -1].detach(), latent_norm)
             next_token_logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=device)
             if output_logits:  # the model's own distribution, before the latent masks and logits processors
                 raw_logits += (next_token_logits.clone(),)

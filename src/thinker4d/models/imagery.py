@@ -112,7 +112,8 @@ def latent_slot_mask(input_ids: torch.Tensor, latent_pad_id: int) -> torch.Tenso
 def place_latents(
     inputs_embeds: torch.Tensor, input_ids: torch.Tensor, latent_embeds: torch.Tensor, latent_pad_id: int
 ) -> torch.Tensor:
-    """Return `inputs_embeds` with `latent_embeds` written at the latent slots, in row-major order.
+    """Return `inputs_embeds` with `latent_embeds` written at the latent slots, in row-major order (scale them with
+    [`~generation.scale_latents`] first when the config sets `latent_norm`).
 
     Args:
         inputs_embeds (`torch.Tensor` of shape `(batch, seq, hidden)`): token embeddings.

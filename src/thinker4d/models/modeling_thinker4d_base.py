@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from .generation import capture_lm_head_input, latent_sample, latent_token_ids
+from .generation import capture_lm_head_input, latent_sample, latent_token_ids, scale_latents
 from .imagery import latent_slot_mask, place_latents, pool_imagery
 
 
@@ -129,6 +129,7 @@ class Thinker4DLatentMixin:
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
         latent_embeds = latent_embeds.reshape(-1, inputs_embeds.shape[-1]).to(inputs_embeds)
+        latent_embeds = scale_latents(latent_embeds, getattr(self.config, "latent_norm", None))
         inputs_embeds = place_latents(inputs_embeds, input_ids, latent_embeds, pad_id)
         if position_ids is None:
             position_ids = self._latent_position_ids(input_ids, attention_mask, **mm_kwargs)

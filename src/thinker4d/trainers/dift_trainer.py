@@ -272,11 +272,21 @@ class DIFTTrainer(Trainer):
                     latent_size=args.latent_size or 4,
                     imagery_pooling=args.imagery_pooling or "raster",
                 )
-        # K and the pooling mode live in the model config so they travel with the checkpoint.
+        # K, the pooling mode and the latent norm live in the model config so they travel with the checkpoint.
         if args.latent_size is not None:
             model.config.latent_size = args.latent_size
         if args.imagery_pooling is not None:
             model.config.imagery_pooling = args.imagery_pooling
+        if args.latent_norm == "embedding":
+            weight = model.get_input_embeddings().weight
+            if weight.numel() == 0:
+                raise ValueError(
+                    "latent_norm='embedding' cannot read the input embeddings (they are partitioned, e.g. by ZeRO-3); "
+                    "pass the number instead (the mean L2 norm of the embedding rows)."
+                )
+            model.config.latent_norm = float(weight.detach().float().norm(dim=-1).mean())
+        elif args.latent_norm is not None:
+            model.config.latent_norm = float(args.latent_norm)
         check_latent_tokens(processor.tokenizer, model.config)
         return model, processor
 
