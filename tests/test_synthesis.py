@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from thinker4d.data import writer
-from thinker4d.data.fake_gemini import FakeGeminiServer, default_responder
+from thinker4d.data.fake_gemini import FAKE_LANDMARKS, FakeGeminiServer, default_responder
 from thinker4d.data.ingest import Source, read_video_frames, sample_indices, subsample_clip
 from thinker4d.data.overlays import contour, overlay, select_key_frames
 from thinker4d.data.pipeline import SynthesisConfig, merge_outputs, run_synthesis
@@ -70,8 +70,10 @@ def test_offline_end_to_end_schema_and_load_dataset(offline_run):
     assert stats["pipeline"]["teacher"] == "rule" and stats["pipeline"]["segmenter"] == "ground_truth"
     assert {"name", "license", "url"} <= set(stats["sources"][0])
     card = (out / "README.md").read_text()
-    for section in ("## Schema", "## Rows per task", "## Rejections", "## Pipeline", "data/train-*"):
+    for section in ("## Schema", "## Rows per task", "## Rows per label source", "## Rejections", "## Pipeline"):
         assert section in card
+    assert "data/train-*" in card and f"| geometry | {report['kept']} |" in card
+    assert stats["label_sources"] == {"geometry": report["kept"]}
 
 
 def test_labels_agree_with_world_ground_truth(offline_run):
@@ -262,7 +264,10 @@ def test_gemini_landmarks_for_clips_without_geometry(monkeypatch):
         lm = teacher.landmarks_many([clip])[0]
         teacher.close()
         assert srv.bodies[0]["generationConfig"]["responseSchema"]["required"] == ["static_object", "dynamic_object"]
-    assert lm["static"]["point"] == [32, 32] and len(lm["dynamic"]["box"]) == 4 and "k" not in repr(teacher)[-5:]
+    (px, py), box = FAKE_LANDMARKS["static_object"][2], FAKE_LANDMARKS["dynamic_object"][3]
+    assert lm["static"]["point"] == [int(px / 1000 * 64), int(py / 1000 * 64)] == [25, 32]
+    assert lm["dynamic"]["box"] == [int(v / 1000 * 64) for v in box] and lm["dynamic"]["name"] == "ball"
+    assert "k" not in repr(teacher)[-5:]
 
 
 def test_gemini_teacher_request_body_per_schema_proxy_and_close(monkeypatch):
@@ -560,3 +565,246 @@ def test_fake_server_rejects_bad_settings():
     with FakeGeminiServer():
         pass
     assert time.perf_counter() - t < 5
+
+
+# ------------------------------------------------------------------------------------------------ plain videos
+
+
+NUM_VIDEOS = 3
+RULE_SKIP = "no_geometry: the rule teacher cannot label plain videos; use GeminiTeacher"
+
+
+@pytest.fixture(scope="module")
+def plain_videos(tmp_path_factory):
+    """A folder of plain mp4s (frames only, no poses/depth/masks): a bright square drifting right on a gradient."""
+    from thinker4d.world.clip import write_video
+
+    folder = tmp_path_factory.mktemp("plain") / "videos"
+    folder.mkdir()
+    base = np.linspace(30, 200, 64, dtype=np.uint8)[None, :, None] * np.ones((64, 64, 3), np.uint8)
+    for v in range(NUM_VIDEOS):
+        frames = np.repeat(base[None], 8, axis=0).copy()
+        for t in range(8):
+            x = 8 + 4 * t + 2 * v
+            frames[t, 20:36, x : x + 12] = (220, 40 + 60 * v, 40)
+        write_video(folder / f"walk_{v}.mp4", frames, fps=8)
+    return folder
+
+
+class PromptBoxSegmenter:
+    """Test double for SAM2 on plain videos: the landmark's prompt box, unchanged, in every frame (the tiny random
+    SAM2 gives noise that the consistency filter rejects)."""
+
+    name = "prompt_box"
+
+    def segment(self, clip, landmark):
+        x1, y1, x2, y2 = landmark["box"]
+        masks = np.zeros(clip.frames.shape[:3], bool)
+        masks[:, y1:y2, x1:x2] = True
+        return masks
+
+
+def _plain_cfg(videos, **kw):
+    return SynthesisConfig(video_dirs=[str(videos)], max_frames=8, batch_size=2, **kw)
+
+
+def _rejected_total(report):
+    return sum(n for s in report["rejected"].values() for n in s.values())
+
+
+def test_plain_videos_with_gemini_teacher_get_teacher_labels(plain_videos, tmp_path, monkeypatch):
+    import datasets
+
+    from thinker4d.data.questions import TEACHER_LABEL_CLASSES
+    from thinker4d.data.teacher import NO_TEACHER_CLASSES
+    from thinker4d.world.camera import _AXIS
+
+    monkeypatch.setenv("GEMINI_API_KEY", "k")
+    with FakeGeminiServer(failure_rate=0.3, hang_s=1.0, seed=5) as srv:
+        srv.keep_bodies = True
+        cfg = _plain_cfg(
+            plain_videos,
+            teacher="gemini",
+            gemini_base_url=srv.url,
+            gemini_timeout_s=0.3,
+            gemini_backoff_s=0.01,
+            gemini_max_retries=8,
+        )
+        out = tmp_path / "teacher"
+        report = run_synthesis(cfg, out, segmenter=PromptBoxSegmenter(), progress=False)
+        label_bodies = [b for b in srv.bodies if "evidence" in _schema_props(b)]
+    assert report["complete"] and report["errors"] == []
+    assert sum(srv.counts[f] for f in ("429", "500", "timeout", "malformed")) > 0
+    assert report["teacher_usage"]["retries"] > 0
+    # every label request carries the enum of its task's classes (+ Unclear) as the answer schema
+    assert label_bodies and all(
+        _schema_props(b)["answer"]["enum"][-1] == "Unclear" and _schema_props(b)["answer"]["type"] == "STRING"
+        for b in label_bodies
+    )
+    assert report["candidates"] == NUM_VIDEOS * len(cfg.tasks) == report["kept"] + _rejected_total(report)
+    # object_bbox has no teacher classes: skipped with the reason, once per video
+    assert report["rejected"]["questions"][f"no_geometry: {NO_TEACHER_CLASSES}"] == NUM_VIDEOS
+    rows = _rows(out)
+    assert len(rows) == report["kept"] >= NUM_VIDEOS
+    assert {r["task"] for r in rows} == {"camera_motion", "object_direction", "object_distance", "object_speed"}
+    for r in rows:
+        meta = json.loads(r["meta"])
+        assert r["label_source"] == "teacher" and meta["teacher"] == "gemini"
+        assert (
+            meta["answer_text"] in TEACHER_LABEL_CLASSES[r["task"]]
+            and meta["label"]["teacher_class"] == meta["answer_text"]
+        )
+        assert validate_cot(r["cot"], r["options"], r["answer"], len(r["imagery"])) is None
+        assert r["options"][ord(r["answer"]) - 65][3:] == meta["answer_text"]
+        # the geometry questions' letter balancing: task k of the clip with index i at (i + k) % num_options
+        k = cfg.tasks.index(r["task"])
+        assert ord(r["answer"]) - 65 == (meta["source_index"] + k) % len(r["options"])
+        if r["task"] == "camera_motion":
+            texts = [o[3:] for o in r["options"]]
+            assert len(texts) == 4 and len(set(texts)) == 4
+            if meta["answer_text"] != "Stay":  # the world's distractors: the opposite motion first
+                axis, sign = _AXIS[meta["answer_text"]]
+                assert next(n for n, (a, s) in _AXIS.items() if a == axis and s == -sign) in texts
+        else:
+            assert sorted(o[3:] for o in r["options"]) == sorted(TEACHER_LABEL_CLASSES[r["task"]])
+            assert meta["label"]["object"] == "ball" and "the ball" in r["question"]
+    stats = json.loads((out / "synthesis_stats.json").read_text())
+    assert stats["label_sources"] == {"teacher": len(rows)}
+    assert f"| teacher | {len(rows)} |" in (out / "README.md").read_text()
+    ds = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf_cache"))
+    assert len(ds) == len(rows) and set(ds["label_source"]) == {"teacher"}
+    assert len(ds[0]["frames"]) == 8 and ds[0]["frames"][0].size == (64, 64)
+
+
+def _schema_props(body):
+    return ((body.get("generationConfig") or {}).get("responseSchema") or {}).get("properties") or {}
+
+
+def test_plain_videos_with_rule_teacher_are_skipped_with_the_reason(plain_videos, tmp_path):
+    cfg = _plain_cfg(plain_videos)
+    report = run_synthesis(cfg, tmp_path / "rule", progress=False)
+    assert report["kept"] == 0 and _rows(tmp_path / "rule") == [] and report["errors"] == []
+    assert report["rejected"] == {"questions": {RULE_SKIP: NUM_VIDEOS * len(cfg.tasks)}}
+    assert report["label_sources"] == {}
+    assert RULE_SKIP in (tmp_path / "rule" / "README.md").read_text()
+
+
+def test_unknown_teacher_class_is_retried_then_rejected(plain_videos, tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.setenv("GEMINI_API_KEY", "k")
+    tasks = ["camera_motion", "object_direction"]
+    seen, lock = set(), threading.Lock()
+
+    def unknown_first(body):  # each label request first gets a class outside the enum, its retry a valid one
+        out = default_responder(body)
+        if "evidence" in out:
+            key = json.dumps(body["contents"], sort_keys=True)
+            with lock:
+                first = key not in seen
+                seen.add(key)
+            if first:
+                out["answer"] = "Zoom In"
+        return out
+
+    def always_unknown(body):
+        out = default_responder(body)
+        if "evidence" in out:
+            out["answer"] = "Zoom In"
+        return out
+
+    kw = dict(teacher="gemini", gemini_backoff_s=0.01, gemini_max_retries=2, tasks=tasks)
+    with FakeGeminiServer(responder=unknown_first) as srv:
+        srv.keep_bodies = True
+        cfg = _plain_cfg(plain_videos, gemini_base_url=srv.url, **kw)
+        rep = run_synthesis(cfg, tmp_path / "a", segmenter=PromptBoxSegmenter(), progress=False)
+        label_calls = sum(1 for b in srv.bodies if "evidence" in _schema_props(b))
+    assert label_calls == 2 * NUM_VIDEOS * len(tasks)  # one malformed answer and one retry per request
+    assert rep["kept"] == NUM_VIDEOS * len(tasks) and rep["teacher_usage"]["error_malformed"] == label_calls // 2
+    assert {r["label_source"] for r in _rows(tmp_path / "a")} == {"teacher"}
+    with FakeGeminiServer(responder=always_unknown) as srv:
+        srv.keep_bodies = True
+        cfg = _plain_cfg(plain_videos, gemini_base_url=srv.url, **kw)
+        rep = run_synthesis(cfg, tmp_path / "b", segmenter=PromptBoxSegmenter(), progress=False)
+        label_calls = sum(1 for b in srv.bodies if "evidence" in _schema_props(b))
+    assert label_calls == 3 * NUM_VIDEOS * len(tasks)  # 1 + gemini_max_retries attempts each
+    assert rep["kept"] == 0 and rep["errors"] == []
+    assert rep["rejected"] == {"questions": {"teacher_malformed": NUM_VIDEOS * len(tasks)}}
+
+
+def test_label_requests_get_faults_and_unknown_classes_name_the_value():
+    from thinker4d.data.teacher import GeminiTeacher, TeacherError, label_schema
+    from thinker4d.world import render_clip
+
+    clip = render_clip(1, num_frames=4, size=32)
+    clip.meta = {"source": "video"}
+    with FakeGeminiServer(failure_rate=1.0, faults=("500",)) as srv:
+        teacher = GeminiTeacher(api_key="k", base_url=srv.url, max_retries=1, backoff_s=0.0)
+        (res,) = teacher.labels_many([{"clip": clip, "task": "camera_motion", "landmark": None}])
+        teacher.close()
+        assert isinstance(res, TeacherError) and res.reason == "http_500" and srv.counts["500"] == 2
+    with FakeGeminiServer(responder=lambda body: {"evidence": "it turns", "answer": "Zoom In"}) as srv:
+        teacher = GeminiTeacher(api_key="k", base_url=srv.url, max_retries=0)
+        (res,) = teacher._run(lambda: [teacher.generate_json("p", [], label_schema("camera_motion"))])
+        teacher.close()
+    with pytest.raises(TeacherError, match=r"response.answer = 'Zoom In' is not one of \['Dolly In'"):
+        raise res
+    with pytest.raises(ValueError, match="No teacher classes for task 'object_bbox'"):
+        label_schema("object_bbox")
+
+
+def test_make_questions_from_teacher_labels():
+    from thinker4d.data.questions import UNSURE, make_questions, make_teacher_question
+    from thinker4d.data.teacher import NO_TEACHER_CLASSES, TeacherError
+    from thinker4d.world import Clip
+
+    T = 6
+    clip = Clip("v", np.zeros((T, 16, 16, 3), np.uint8), 4.0, np.eye(3), np.tile(np.eye(4), (T, 1, 1)))
+    clip.meta = {"source": "video"}
+    tasks = ["camera_motion", "object_direction", "object_distance", "object_speed", "object_bbox"]
+    labels = {
+        "camera_motion": "Pan Left",
+        "object_direction": "Right",
+        "object_distance": UNSURE,
+        "object_speed": "Warp speed",
+        "object_bbox": TeacherError("no_geometry", NO_TEACHER_CLASSES),
+    }
+    qs, skipped = make_questions(clip, tasks, index=5, dynamic="the dog", teacher_labels=labels)
+    assert skipped == {
+        "object_distance": "teacher_unsure",
+        "object_speed": "teacher_invalid_class",
+        "object_bbox": f"no_geometry: {NO_TEACHER_CLASSES}",
+    }
+    cam, dirq = qs
+    assert cam["label_source"] == dirq["label_source"] == "teacher"
+    assert cam["options"][ord(cam["answer"]) - 65] == "Pan Left" and "Pan Right" in cam["options"]
+    assert ord(cam["answer"]) - 65 == 5 % 4 and ord(dirq["answer"]) - 65 == 6 % 4
+    assert dirq["label"] == {"object": "the dog", "direction": "Right", "teacher_class": "Right"}
+    assert "does the dog move" in dirq["question"]
+    # without a dynamic landmark the object task is skipped; with no teacher labels every task says so
+    _, skipped = make_questions(clip, ["object_direction"], 0, teacher_labels={"object_direction": "Left"})
+    assert skipped == {"object_direction": "no_dynamic_landmark"}
+    _, skipped = make_questions(clip, tasks, 0)
+    assert set(skipped.values()) == {"no_geometry: no teacher labelled this plain video"}
+    with pytest.raises(ValueError, match="'Zoom In' for camera_motion is not one of"):
+        make_teacher_question(clip, "camera_motion", "Zoom In", 0, 0)
+    with pytest.raises(ValueError, match="needs the subject"):
+        make_teacher_question(clip, "object_speed", "It does not move", 0, 0)
+
+
+def test_teacher_classes_match_the_world_question_options():
+    from thinker4d.data.questions import TEACHER_LABEL_CLASSES
+    from thinker4d.world import CAMERA_MOTIONS, ask, render_clip
+
+    assert set(TEACHER_LABEL_CLASSES["camera_motion"]) == set(CAMERA_MOTIONS) | {"Stay"}
+    found = {}
+    for seed in range(40):
+        clip = render_clip(seed, num_frames=8, size=64)
+        for task in ("object_direction", "object_distance", "object_speed"):
+            if task not in found:
+                q = ask(clip, task, rng=0)
+                if q is not None:
+                    found[task] = sorted(q["options"])
+        if len(found) == 3:
+            break
+    assert found == {t: sorted(TEACHER_LABEL_CLASSES[t]) for t in found} and len(found) == 3

@@ -8,7 +8,11 @@ Nagle's algorithm and the client's delayed ACK add to a response written as head
 
 The default responder fills the request's `responseSchema` with plausible values. For thinker4d's CoT prompts it
 answers like a cooperative teacher: it reads `Use exactly N <imagery> markers` and `The correct answer is: X` from the
-prompt (both lines are part of the real prompt, see `thinker4d.data.cot`) and writes a reasoning with N markers.
+prompt (both lines are part of the real prompt, see `thinker4d.data.cot`) and writes a reasoning with N markers. For
+landmark requests (`static_object` / `dynamic_object`) it names two distinct objects with boxes on the 0-1000 grid.
+For label requests (an `answer` with an `enum`, see `thinker4d.data.teacher.label_schema`) it picks one of the enum's
+classes other than `"Unclear"`, chosen by a hash of the request's contents, so the same video and task always get the
+same class and different ones spread over the classes. Faults are injected into every kind of request alike.
 
 Example:
 
@@ -26,11 +30,18 @@ import random
 import re
 import threading
 import time
+import zlib
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 FAULTS = ("429", "500", "timeout", "malformed")
+UNSURE = "Unclear"  # the label enum's "decline" value; the fake teacher never declines
+# what the fake "sees" in a landmark request: (name, description, point, box) on the 0-1000 grid of the first frame
+FAKE_LANDMARKS = {
+    "static_object": ("lamp post", "a grey lamp post left of centre", [400, 500], [340, 300, 460, 700]),
+    "dynamic_object": ("ball", "a red ball on the right", [700, 600], [650, 550, 750, 650]),
+}
 _N_MARKERS = re.compile(r"Use exactly (\d+) <imagery> markers")
 _CORRECT = re.compile(r"The correct answer is: ([^\n]+)")
 
@@ -67,10 +78,30 @@ def _fill(schema: dict, name: str = "") -> object:
     return f"the {name or 'object'}"
 
 
+def _label_answer(body: dict, schema: dict) -> str | None:
+    """The class a label request gets: an enum value other than `UNSURE`, by a hash of the request's contents."""
+    answer = (schema.get("properties") or {}).get("answer") or {}
+    classes = [c for c in answer.get("enum") or [] if c != UNSURE]
+    if not classes:
+        return None
+    digest = zlib.crc32(json.dumps(body.get("contents") or [], sort_keys=True).encode())
+    return classes[digest % len(classes)]
+
+
 def default_responder(body: dict) -> dict:
-    """Schema-shaped JSON for any request; a well-formed CoT for thinker4d's CoT prompts."""
+    """Schema-shaped JSON for any request; a well-formed CoT for thinker4d's CoT prompts, two distinct landmarks for
+    landmark requests and a valid class for label requests."""
     text = _request_text(body)
-    out = _fill(_schema(body))
+    schema = _schema(body)
+    out = _fill(schema)
+    if isinstance(out, dict):
+        for role, (name, desc, point, box) in FAKE_LANDMARKS.items():
+            if isinstance(out.get(role), dict):
+                out[role] = {**out[role], "name": name, "description": desc, "point": list(point), "box": list(box)}
+        label = _label_answer(body, schema)
+        if label is not None:
+            out["answer"] = label
+            out["evidence"] = f"Across the frames the scene changes the way {label} describes."
     n, correct = _N_MARKERS.search(text), _CORRECT.search(text)
     if isinstance(out, dict) and "reasoning" in out and n and correct:
         k = int(n.group(1))
@@ -215,4 +246,4 @@ class FakeGeminiServer:
         self.stop()
 
 
-__all__ = ["FAULTS", "FakeGeminiServer", "default_responder"]
+__all__ = ["FAKE_LANDMARKS", "FAULTS", "FakeGeminiServer", "default_responder"]

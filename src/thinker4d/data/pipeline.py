@@ -14,7 +14,10 @@ What differs from the paper (reference notes §4, defects 12-16, 22):
    a job array (`num_shards`, `shard_index`) are combined with `merge_outputs`.
 2. Every clip ends as rows or as recorded rejections with a reason (never a silent empty result); per-clip errors
    (bad video, missing annotation, wrong mask size, teacher failures) are listed in the report and the run continues.
-3. Labels come from geometry (`label_source="geometry"`), and the validator checks the answer against them.
+3. Labels come from geometry (`label_source="geometry"`) wherever the clip has it; plain videos are labelled by the
+   teacher's `labels_many` (one class of a fixed list per task, `label_source="teacher"`), and with the rule teacher,
+   which cannot label them, they are skipped with a recorded reason. The validator checks the answer against the
+   label either way.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 from . import writer
 from .ingest import IngestError, Source, list_sources, load_source, shard_sources
 from .overlays import make_overlays, select_key_frames
-from .questions import DEFAULT_TASKS, make_questions, question_subjects
+from .questions import DEFAULT_TASKS, make_questions, needs_teacher_labels, question_subjects
 from .validate import validate_cot
 
 
@@ -213,6 +216,7 @@ class ClipWork:
     clip: object = None
     clip_id: str = ""
     landmarks: dict = field(default_factory=dict)
+    teacher_labels: dict = field(default_factory=dict)
     requests: list = field(default_factory=list)
     rows: list = field(default_factory=list)
     rejected: dict = field(default_factory=dict)
@@ -254,7 +258,13 @@ def build_requests(work: ClipWork, cfg: SynthesisConfig, segmenter) -> None:
     clip = work.clip
     dyn = (work.landmarks.get("dynamic") or {}).get("name")
     questions, skipped = make_questions(
-        clip, cfg.tasks, work.source.index, cfg.seed, dynamic=dyn, camera_motions=cfg.world_camera_motions or None
+        clip,
+        cfg.tasks,
+        work.source.index,
+        cfg.seed,
+        dynamic=dyn,
+        camera_motions=cfg.world_camera_motions or None,
+        teacher_labels=work.teacher_labels,
     )
     for reason in skipped.values():
         work.reject("questions", reason)
@@ -367,6 +377,40 @@ def _json_default(o):
     return str(o)
 
 
+def label_teacher(works: list, cfg: SynthesisConfig, teacher) -> None:
+    """Teacher labels for the plain videos of a batch (one `labels_many` call, so the requests run concurrently):
+    sets `work.teacher_labels = {task: class or exception}` for every task. Object tasks are asked about the dynamic
+    landmark the teacher chose. A teacher without `labels_many` labels nothing (every task is skipped with a
+    `no_geometry` reason that says so)."""
+    from .teacher import TeacherError
+
+    pairs = [(w, task) for w in works if not w.failed and needs_teacher_labels(w.clip) for task in cfg.tasks]
+    if not pairs:
+        return
+    requests = [
+        {
+            "clip": w.clip,
+            "task": task,
+            "landmark": None if task == "camera_motion" else (w.landmarks or {}).get("dynamic"),
+        }
+        for w, task in pairs
+    ]
+    labels_many = getattr(teacher, "labels_many", None)
+    if labels_many is None:
+        msg = f"teacher {getattr(teacher, 'name', type(teacher).__name__)!r} has no labels_many; use GeminiTeacher"
+        results = [TeacherError("no_geometry", msg) for _ in requests]
+    else:
+        try:
+            results = list(labels_many(requests))
+        except Exception as e:  # a teacher bug fails these labels, not the run
+            results = [e] * len(requests)
+        if len(results) != len(requests):
+            err = RuntimeError(f"labels_many returned {len(results)} results for {len(requests)} requests")
+            results = [err] * len(requests)
+    for (w, task), res in zip(pairs, results):
+        w.teacher_labels[task] = res
+
+
 def process_batch(
     sources: list[Source], cfg: SynthesisConfig, teacher, segmenter, bars=None, timings=None, loader=None
 ) -> list:
@@ -401,6 +445,13 @@ def process_batch(
             w.landmarks = res
         tick("landmarks")
     timings["landmarks"] += time.perf_counter() - t
+
+    t = time.perf_counter()
+    label_teacher(works, cfg, teacher)
+    for w in works:
+        if not w.failed:
+            tick("labels")
+    timings["labels"] += time.perf_counter() - t
 
     t = time.perf_counter()
     for w in works:
@@ -543,7 +594,7 @@ def run_synthesis(
     teacher = teacher or build_teacher(config, cache_dir=str(work_dir / "cache"))
     segmenter = segmenter or build_segmenter(config)
     timings: Counter = Counter()
-    stages = ("ingest", "landmarks", "masks+overlays", "cot+validate", "write")
+    stages = ("ingest", "landmarks", "labels", "masks+overlays", "cot+validate", "write")
     bars = {s: tqdm(total=len(todo), desc=f"{s:>15}", disable=not progress, leave=False) for s in stages}
     try:
         for start in range(0, len(todo), config.batch_size):
@@ -626,4 +677,4 @@ def merge_outputs(shard_dirs, output_dir) -> dict:
     return {**stats, "complete": True, "output_dir": str(out), "merged_shards": len(shard_dirs)}
 
 
-__all__ = ["SynthesisConfig", "build_requests", "merge_outputs", "process_batch", "run_synthesis"]
+__all__ = ["SynthesisConfig", "build_requests", "label_teacher", "merge_outputs", "process_batch", "run_synthesis"]

@@ -1,11 +1,15 @@
 """Stage 2, teachers: landmark selection and chain-of-thought writing behind one small interface
 (https://huggingface.co/papers/2605.05997, §3.1 and Appendix A).
 
-A teacher has two batched methods, `landmarks_many(clips)` and `cot_many(requests)`, each returning one result or one
-exception per input, plus `stats()`. Two implementations:
+A teacher has three batched methods, `landmarks_many(clips)`, `labels_many(requests)` and `cot_many(requests)`, each
+returning one result or one exception per input, plus `stats()`. `labels_many` labels plain videos (no geometry): one
+class of `thinker4d.data.questions.TEACHER_LABEL_CLASSES[task]` (or `UNSURE`) per `{"clip", "task", "landmark"}`
+request. Two implementations:
 
-* `RuleTeacher` (offline): landmarks from the clip's geometry by the paper's Appendix A rules, CoT from a template.
-* `GeminiTeacher` (google-genai): structured JSON output (`responseSchema`), async calls with bounded concurrency,
+* `RuleTeacher` (offline): landmarks from the clip's geometry by the paper's Appendix A rules, CoT from a template. It
+  cannot label plain videos: `labels_many` returns a `TeacherError("no_geometry", ...)` per request.
+* `GeminiTeacher` (google-genai): structured JSON output (`responseSchema`; labels through an enum of the classes, so
+  an unknown class is a malformed response and is retried), async calls with bounded concurrency,
   its own retries with exponential backoff and jitter (429, 5xx, timeouts, malformed JSON), an on-disk response cache
   keyed by the request, token and cost accounting. The API key comes from `GEMINI_API_KEY` / `GOOGLE_API_KEY` and is
   never logged or written.
@@ -15,6 +19,8 @@ What differs from the paper (reference notes §4.1, §4.3):
 1. Landmarks on clips with geometry come from the geometry (static = its track never moves; dynamic = it moves), so
    a teacher cannot pick a "static" object that moves. The teacher is asked only for clips without object geometry.
 2. One model, no rotation between five model names on retries, no private gateway header; reruns hit the cache.
+3. The paper's Gemini labels object questions of every clip; here a teacher labels only plain videos, and only with one
+   class of a fixed list per task (or declines); clips with geometry are labelled from the geometry.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .cot import COT_SCHEMA, assemble_cot, compact_cot, cot_prompt, templated_cot
+from .questions import TEACHER_LABEL_CLASSES, UNSURE
 from .segmentation import mask_prompt
 
 
@@ -104,6 +111,112 @@ def has_object_geometry(clip) -> bool:
     return clip.instance_ids is not None and bool(clip.object_names)
 
 
+# ------------------------------------------------------------------------------------------------ labels (plain videos)
+
+
+RULE_CANNOT_LABEL = "the rule teacher cannot label plain videos; use GeminiTeacher"
+NO_TEACHER_CLASSES = f"a teacher labels plain videos only for {', '.join(TEACHER_LABEL_CLASSES)}"
+
+_CAMERA_CLASS_HELP = (
+    "Dolly In / Dolly Out (the camera moves forward / backward), Truck Left / Truck Right (moves sideways), "
+    "Pedestal Up / Pedestal Down (moves up / down), Pan Left / Pan Right (turns left / right in place), "
+    "Tilt Up / Tilt Down (turns up / down in place), Roll CW / Roll CCW (rotates about its viewing axis, clockwise / "
+    "counter-clockwise), Stay (does not move)"
+)
+_LABEL_TASKS = {
+    "camera_motion": (
+        "How does the camera move over the whole video? Classes: " + _CAMERA_CLASS_HELP + ". If the camera clearly "
+        "does two of these at once, changes its motion during the video, or you cannot tell, answer {unsure}."
+    ),
+    "object_direction": (
+        "Seen from the camera's starting viewpoint, in which direction does this object move over the video? If it "
+        "moves diagonally, does not move, or you cannot tell, answer {unsure}."
+    ),
+    "object_distance": (
+        "Between the first and the last frame, does this object get closer to or farther from the camera (the "
+        "camera's own motion included)? If you cannot tell, answer {unsure}."
+    ),
+    "object_speed": (
+        "How fast does this object move while it is moving, in metres per second (judge the scale from the sizes of "
+        "known objects)? If its speed is close to 1 m/s or you cannot tell, answer {unsure}."
+    ),
+}
+
+
+def label_schema(task: str) -> dict:
+    """The response schema of a label request: `{"evidence": str, "answer": one of the task's classes or UNSURE}`.
+
+    Raises:
+        ValueError: for a task without teacher classes.
+    """
+    if task not in TEACHER_LABEL_CLASSES:
+        raise ValueError(
+            f"No teacher classes for task {task!r}; teacher labels exist for {list(TEACHER_LABEL_CLASSES)}."
+        )
+    return {
+        "type": "OBJECT",
+        "properties": {
+            "evidence": {
+                "type": "STRING",
+                "description": "what in the frames shows the answer, in one or two sentences",
+            },
+            "answer": {"type": "STRING", "enum": [*TEACHER_LABEL_CLASSES[task], UNSURE]},
+        },
+        "required": ["evidence", "answer"],
+    }
+
+
+def label_prompt(task: str, times_s, landmark: dict | None = None, size: tuple | None = None) -> str:
+    """The prompt of a label request. The images (video frames at `times_s` seconds) go before this text.
+
+    Args:
+        task (`str`): a `TEACHER_LABEL_CLASSES` key.
+        times_s (`list[float]`): time of each image sent, in seconds.
+        landmark (`dict`, *optional*): the object of an object task (`name`, `description`, `box` in pixels of frame
+            `frame`), as the teacher chose it.
+        size (`tuple[int, int]`, *optional*): `(height, width)` of the frames, to put the box on the 0-1000 grid.
+    """
+    times = ", ".join(f"{t:.2f}" for t in times_s)
+    lines = [f"These {len(times_s)} images are frames of one video in time order, at {times} seconds."]
+    if task != "camera_motion" and landmark:
+        desc = str(landmark.get("description") or "").strip()
+        obj = f"The object: {landmark['name']}" + (f" ({desc})" if desc else "")
+        box, (H, W) = landmark.get("box"), size or (0, 0)
+        if box is not None and H and W and int(landmark.get("frame", 0) or 0) == 0:
+            x1, y1, x2, y2 = (round(v / d * 1000) for v, d in zip(box, (W, H, W, H)))
+            obj += (
+                f", inside the box [{x1}, {y1}, {x2}, {y2}] ([x1, y1, x2, y2]) in the first image, on a 0-1000 grid "
+                "with (0, 0) at the top-left"
+            )
+        lines.append(obj + ".")
+    lines.append("Question: " + _LABEL_TASKS[task].format(unsure=UNSURE))
+    classes = "; ".join([*TEACHER_LABEL_CLASSES[task], UNSURE])
+    lines.append(
+        "Return JSON with 'evidence' (what in the frames shows it, one or two sentences) and 'answer' (exactly one "
+        f"of: {classes})."
+    )
+    return "\n".join(lines)
+
+
+def _schema_violation(data, schema: dict, path: str = "response") -> str | None:
+    """The first value that breaks an `enum` of `schema` (recursively), or `None`."""
+    enum = schema.get("enum")
+    if enum is not None and data not in enum:
+        return f"{path} = {data!r} is not one of {list(enum)}"
+    if isinstance(data, dict):
+        for name, sub in (schema.get("properties") or {}).items():
+            if name in data:
+                bad = _schema_violation(data[name], sub, f"{path}.{name}")
+                if bad:
+                    return bad
+    elif isinstance(data, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(data):
+            bad = _schema_violation(item, schema["items"], f"{path}[{i}]")
+            if bad:
+                return bad
+    return None
+
+
 # ------------------------------------------------------------------------------------------------ RuleTeacher
 
 
@@ -132,6 +245,12 @@ class RuleTeacher:
 
     def landmarks_many(self, clips) -> list:
         return [geometry_landmarks(c) for c in clips]
+
+    def labels_many(self, requests) -> list:
+        """A rule teacher has no judgment to label a video without geometry: one `TeacherError("no_geometry")` per
+        request (recorded as the skip reason `"no_geometry: the rule teacher cannot label plain videos; use
+        GeminiTeacher"`)."""
+        return [TeacherError("no_geometry", RULE_CANNOT_LABEL) for _ in requests]
 
     def cot_many(self, requests) -> list:
         out = []
@@ -455,6 +574,9 @@ class GeminiTeacher:
                     raise _Malformed(f"response is not JSON: {e}") from None
                 if not isinstance(data, dict) or any(k not in data for k in required):
                     raise _Malformed(f"response lacks required keys {required}")
+                bad = _schema_violation(data, schema)
+                if bad:
+                    raise _Malformed(bad)
             except errors.APIError as e:
                 code = int(getattr(e, "code", 0) or 0)
                 reason, message = f"http_{code}", str(e)[:200]
@@ -487,9 +609,12 @@ class GeminiTeacher:
 
     # -- teacher interface
 
-    def _frames(self, clip) -> list[bytes]:
+    def _frame_indices(self, clip) -> list[int]:
         idx = np.unique(np.round(np.linspace(0, clip.num_frames - 1, min(self.max_frames, clip.num_frames))))
-        return [_encode_png(clip.frames[int(i)]) for i in idx]
+        return [int(i) for i in idx]
+
+    def _frames(self, clip) -> list[bytes]:
+        return [_encode_png(clip.frames[i]) for i in self._frame_indices(clip)]
 
     async def _landmarks(self, clip) -> dict:
         if has_object_geometry(clip) and clip.meta.get("source") == "synthetic":
@@ -522,6 +647,30 @@ class GeminiTeacher:
     def landmarks_many(self, clips) -> list:
         return self._run(lambda: [self._landmarks(c) for c in clips])
 
+    async def _label(self, request: dict, images: dict) -> str:
+        clip, task, landmark = request["clip"], request["task"], request.get("landmark")
+        if task not in TEACHER_LABEL_CLASSES:
+            raise TeacherError("no_geometry", NO_TEACHER_CLASSES)
+        if task != "camera_motion" and not landmark:
+            raise TeacherError(
+                "no_dynamic_landmark", f"Clip {clip.clip_id}: {task} needs a dynamic landmark and none was chosen."
+            )
+        idx = self._frame_indices(clip)
+        fps = clip.fps or 1.0
+        prompt = label_prompt(task, [i / fps for i in idx], landmark, (clip.height, clip.width))
+        if id(clip) not in images:  # a clip's tasks share one encoding of its frames
+            images[id(clip)] = [_encode_png(clip.frames[i]) for i in idx]
+        data = await self.generate_json(prompt, images[id(clip)], label_schema(task))
+        return str(data["answer"])
+
+    def labels_many(self, requests) -> list:
+        """Labels for plain videos: per `{"clip", "task", "landmark"}` request one class of
+        `TEACHER_LABEL_CLASSES[task]` or `UNSURE`, or an exception (`TeacherError` with reason `no_geometry` for a
+        task without classes, `no_dynamic_landmark` for an object task without its landmark, `malformed` after the
+        retries when the model keeps answering outside the enum, `http_<code>`, `timeout`)."""
+        images: dict = {}
+        return self._run(lambda: [self._label(r, images) for r in requests])
+
     async def _cot(self, request: dict) -> str:
         images = [_encode_png(f) for f in request.get("frames_for_teacher", [])]
         images += [_encode_png(o) for o in request["overlays"]]
@@ -539,4 +688,14 @@ class GeminiTeacher:
         return {"teacher": self.name, "model": self.model, **c, "estimated_cost_usd": round(cost, 6)}
 
 
-__all__ = ["GeminiTeacher", "LANDMARK_SCHEMA", "RuleTeacher", "TeacherError", "geometry_landmarks"]
+__all__ = [
+    "GeminiTeacher",
+    "LANDMARK_SCHEMA",
+    "NO_TEACHER_CLASSES",
+    "RULE_CANNOT_LABEL",
+    "RuleTeacher",
+    "TeacherError",
+    "geometry_landmarks",
+    "label_prompt",
+    "label_schema",
+]

@@ -119,8 +119,9 @@ def read_clip_result(path: Path):
     return table.replace_schema_metadata(arrow_schema().metadata), record
 
 
-def summarize(records: list[dict], tasks: Counter) -> dict:
-    """Statistics over clip records: candidates, kept, rejected `{stage: {reason: n}}`, errors, per-task counts."""
+def summarize(records: list[dict], tasks: Counter, label_sources: Counter | None = None) -> dict:
+    """Statistics over clip records: candidates, kept, rejected `{stage: {reason: n}}`, errors, per-task and
+    per-`label_source` row counts."""
     rejected: dict = {}
     errors, candidates, kept = [], 0, 0
     for r in records:
@@ -135,6 +136,7 @@ def summarize(records: list[dict], tasks: Counter) -> dict:
         "kept": kept,
         "rejected": {s: dict(sorted(c.items())) for s, c in sorted(rejected.items())},
         "tasks": dict(sorted(tasks.items())),
+        "label_sources": dict(sorted((label_sources or Counter()).items())),
         "clips": len(records),
         "clips_with_rows": sum(1 for r in records if r.get("kept")),
         "errors": errors,
@@ -175,7 +177,9 @@ def assemble(output_dir: Path, result_files: list[Path], pipeline: dict, sources
     for stale in data_dir.glob("*.parquet"):
         if stale.name not in names:
             stale.unlink()
-    stats = summarize(records, Counter(table.column("task").to_pylist()))
+    stats = summarize(
+        records, Counter(table.column("task").to_pylist()), Counter(table.column("label_source").to_pylist())
+    )
     stats.update({"pipeline": pipeline, "sources": sources, "shards": names})
     _atomic_write_bytes(output_dir / "synthesis_stats.json", json.dumps(stats, indent=1).encode())
     _atomic_write_bytes(output_dir / "README.md", render_card(stats, table).encode())
@@ -189,7 +193,8 @@ def is_complete(output_dir) -> bool:
 
 
 def render_card(stats: dict, table) -> str:
-    """The dataset card: Hub metadata, schema, per-task counts, rejections by reason, pipeline, teacher, segmenter."""
+    """The dataset card: Hub metadata, schema, per-task and per-label-source counts, rejections by reason, pipeline,
+    teacher, segmenter."""
     desc = {
         "id": "unique `<clip_id>/<task>/<n>`",
         "clip_id": "source clip",
@@ -241,6 +246,8 @@ def render_card(stats: dict, table) -> str:
         lines.append(f"| `{name}` | {kind} | {desc.get(name, '')} |")
     lines += ["", "## Rows per task", "", "| task | rows |", "|---|---|"]
     lines += [f"| {t} | {n} |" for t, n in stats["tasks"].items()]
+    lines += ["", "## Rows per label source", "", "| label_source | rows |", "|---|---|"]
+    lines += [f"| {t} | {n} |" for t, n in (stats.get("label_sources") or {}).items()]
     lines += ["", "## Rejections", "", "| stage | reason | count |", "|---|---|---|"]
     lines += [f"| {s} | {r} | {n} |" for s, rs in stats["rejected"].items() for r, n in rs.items()]
     if stats["errors"]:
