@@ -22,8 +22,8 @@ from the paper, and why:
    learned, within the budget, to map the motion it names to the shuffled option letter.
 7. DIFT scales every vector at a latent slot to the token-embedding norm (`DIFTConfig.latent_norm="embedding"`), in
    training and decoding alike. Unscaled (the paper), the pooled vision targets are about 2.6x the embedding norm in
-   training and the fed-back hidden states about 57x at inference; measured on this setting, the scaled model reached
-   64% on camera motion against 41% unscaled (docs/quickstart.md).
+   training and the fed-back hidden states about 57x at inference. Its measured effect here is mixed (one run 64%
+   against 41% unscaled on camera motion, the default run 36%; docs/quickstart.md).
 
 Every stage writes its results under the output folder and a `DONE.json` marker last; a rerun (for instance after
 Ctrl-C) reuses finished stages and resumes unfinished ones (synthesis per clip, training from the last checkpoint,

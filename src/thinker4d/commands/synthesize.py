@@ -1,7 +1,7 @@
 """`thinker4d synthesize`: run the 4D chain-of-thought data synthesis pipeline (docs/synthesis.md).
 
 thinker4d synthesize --config examples/synthesis/offline.yaml --output out/cot [--resume]
-    [--num-shards N --shard-index i]
+    [--num-shards N --shard-index i] [--num-proc N]
 thinker4d synthesize merge out/shard-* --output out/cot
 thinker4d synthesize paper-jsonl out/cot --jsonl out/cot.jsonl
 thinker4d synthesize push out/cot --repo-id me/4d-cot
@@ -25,6 +25,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue a run in --output (finished clips are kept)")
     p.add_argument("--num-shards", type=int, default=1, help="split the sources into N disjoint shards")
     p.add_argument("--shard-index", type=int, default=0, help="which shard this process runs (0..N-1)")
+    p.add_argument(
+        "--num-proc",
+        type=int,
+        default=None,
+        help="override num_proc: worker processes for the local stages on this machine (rows do not change)",
+    )
     p.add_argument("--world-num-clips", type=int, default=None, help="override world_num_clips")
     p.add_argument("--teacher", choices=["rule", "gemini"], default=None, help="override the teacher")
     p.add_argument("--segmenter", choices=["ground_truth", "sam2"], default=None, help="override the segmenter")
@@ -49,7 +55,8 @@ def _sub_parser(name: str) -> argparse.ArgumentParser:
 
 
 def _print_report(report: dict) -> None:
-    short = {k: report.get(k) for k in ("output_dir", "candidates", "kept", "rejected", "tasks", "timings_s")}
+    keys = ("output_dir", "candidates", "kept", "rejected", "tasks", "num_proc", "timings_s")
+    short = {k: report.get(k) for k in keys if k in report}
     print(json.dumps(short, indent=1))
     for e in report.get("errors") or []:
         print(f"error: clip {e.get('clip_id')} at {e.get('stage')}: {e.get('message')}", file=sys.stderr)
@@ -79,7 +86,12 @@ def main(argv=None) -> int:
     args = make_parser().parse_args(argv)
     from thinker4d.data.pipeline import SynthesisConfig, run_synthesis
 
-    overrides = {"world_num_clips": args.world_num_clips, "teacher": args.teacher, "segmenter": args.segmenter}
+    overrides = {
+        "world_num_clips": args.world_num_clips,
+        "teacher": args.teacher,
+        "segmenter": args.segmenter,
+        "num_proc": args.num_proc,
+    }
     if args.config:
         config = SynthesisConfig.from_yaml(args.config, **overrides)
     else:

@@ -11,7 +11,8 @@ What differs from the paper (reference notes §4, defects 12-16, 22):
 
 1. One resumable runner instead of a shell loop restarting a 100-video script: clips are processed in batches, each
    finished clip is written atomically (see `thinker4d.data.writer`), a resumed run skips finished clips, and shards of
-   a job array (`num_shards`, `shard_index`) are combined with `merge_outputs`.
+   a job array (`num_shards`, `shard_index`) are combined with `merge_outputs`. On one machine, `num_proc` worker
+   processes share the clips through `datasets.Dataset.map(..., num_proc=N)`.
 2. Every clip ends as rows or as recorded rejections with a reason (never a silent empty result); per-clip errors
    (bad video, missing annotation, wrong mask size, teacher failures) are listed in the report and the run continues.
 3. Labels come from geometry (`label_source="geometry"`) wherever the clip has it; plain videos are labelled by the
@@ -25,7 +26,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
+import sys
 import time
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +84,9 @@ class SynthesisConfig:
     Args:
         seed (`int`), batch_size (`int`, clips per batch; teacher calls of a batch run concurrently),
         rows_per_shard (`int`), sources_info (`list[dict]`): `[{name, license, url}]` for the card.
+        num_proc (`int`, defaults to 1): worker processes for the local stages (`datasets.Dataset.map(...,
+            num_proc=N)` over the sources; each worker has its own teacher and segmenter, and `gemini_concurrency` is
+            split between them). The rows do not depend on it.
     """
 
     world_num_clips: int = field(default=0, metadata={"help": "number of synthetic world clips"})
@@ -120,6 +127,7 @@ class SynthesisConfig:
     batch_size: int = field(default=16, metadata={"help": "clips per batch"})
     rows_per_shard: int = field(default=2000, metadata={"help": "rows per output parquet shard"})
     sources_info: list = field(default_factory=list, metadata={"help": "[{name, license, url}] for the card"})
+    num_proc: int = field(default=1, metadata={"help": "worker processes for the local stages (rows do not change)"})
 
     def __post_init__(self):
         from thinker4d.world import QUESTION_TASKS, TRAIN_SEED_LIMIT
@@ -146,6 +154,8 @@ class SynthesisConfig:
             raise ValueError(f"image_format must be 'jpeg' or 'png', got {self.image_format!r}.")
         if self.max_frames < 2 or self.batch_size < 1 or self.rows_per_shard < 1 or self.max_regenerations < 0:
             raise ValueError("Need max_frames >= 2, batch_size >= 1, rows_per_shard >= 1, max_regenerations >= 0.")
+        if not isinstance(self.num_proc, int) or self.num_proc < 1:
+            raise ValueError(f"num_proc must be an integer >= 1 (worker processes), got {self.num_proc!r}.")
 
     @classmethod
     def from_yaml(cls, path, **overrides) -> SynthesisConfig:
@@ -164,7 +174,7 @@ class SynthesisConfig:
         return dataclasses.asdict(self)
 
     def fingerprint(self) -> str:
-        """Hash of the settings that change rows (not batch size, shard size, cache or concurrency)."""
+        """Hash of the settings that change rows (not batch size, shard size, cache, concurrency or processes)."""
         ignore = {
             "batch_size",
             "rows_per_shard",
@@ -172,6 +182,7 @@ class SynthesisConfig:
             "gemini_concurrency",
             "gemini_timeout_s",
             "sources_info",
+            "num_proc",
         }
         d = {k: v for k, v in self.to_dict().items() if k not in ignore}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -537,6 +548,149 @@ def _default_sources(cfg: SynthesisConfig) -> list:
     return out
 
 
+def _process_and_write(sources, cfg, teacher, segmenter, clips_dir: Path, bars=None, timings=None) -> list:
+    """`process_batch`, then each clip's result file (atomic); returns the finished `ClipWork`s."""
+    timings = timings if timings is not None else Counter()
+    works = process_batch(sources, cfg, teacher, segmenter, bars, timings)
+    for w in works:
+        t = time.perf_counter()
+        writer.write_clip_result(clips_dir, w.source.key, w.rows, w.record())
+        timings["write"] += time.perf_counter() - t
+        if bars and "write" in bars:
+            bars["write"].update(1)
+    return works
+
+
+# Worker processes of a `num_proc > 1` run must not outlive it: after a SIGKILL of the run, the pool's workers would
+# go on writing clip files (and then wait forever) while a resumed run works on the same folder. While `run_synthesis`
+# maps over its workers, every process it forks (the pool's workers and the queue manager that `datasets` starts)
+# asks the kernel for SIGKILL when its parent dies (Linux `PR_SET_PDEATHSIG`; elsewhere this is skipped).
+_FORK_PARENT: int | None = None
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    global _FORK_PARENT
+    parent, _FORK_PARENT = _FORK_PARENT, None  # only the run's direct children, not their own children
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):  # no usable libc: the workers may outlive a killed run
+        return
+    if os.getppid() != parent:  # the run died before prctl took effect
+        os._exit(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_die_with_parent)
+
+
+class _MapWorker:
+    """What `datasets.Dataset.map(..., batched=True, with_rank=True, num_proc=N)` calls in each worker process: one
+    batch of sources (columns `index`, `kind`, `ref`) -> its clip result files, and one summary row (clips, timings,
+    the worker's cumulative teacher usage, the pipeline info). The teacher and segmenter are built once per process,
+    on the first batch; `gemini_concurrency` is split between the `num_proc` workers, so the requests in flight stay
+    within the configured total."""
+
+    def __init__(self, config: dict, clips_dir: str, cache_dir: str, num_proc: int, teacher=None, segmenter=None):
+        self.config, self.clips_dir, self.cache_dir, self.num_proc = config, clips_dir, cache_dir, num_proc
+        self.teacher, self.segmenter = teacher, segmenter
+        self._state = None  # (config, teacher, segmenter, pipeline info) of this process
+
+    def _setup(self, rank: int):
+        cfg = SynthesisConfig(**self.config)
+        total = cfg.gemini_concurrency
+        share = max(1, total // self.num_proc + (rank % self.num_proc < total % self.num_proc))
+        cfg = dataclasses.replace(cfg, gemini_concurrency=share)
+        teacher = self.teacher or build_teacher(cfg, cache_dir=self.cache_dir)
+        segmenter = self.segmenter or build_segmenter(cfg)
+        if "torch" in sys.modules:  # e.g. SAM2: the workers share the cores instead of each taking all of them
+            sys.modules["torch"].set_num_threads(max(1, (os.cpu_count() or 1) // self.num_proc))
+        return cfg, teacher, segmenter, json.dumps(_pipeline_info(cfg, teacher, segmenter), default=_json_default)
+
+    def __call__(self, batch: dict, rank: int) -> dict:
+        if self._state is None:
+            self._state = self._setup(rank or 0)
+        cfg, teacher, segmenter, info = self._state
+        sources = [Source(int(i), k, r) for i, k, r in zip(batch["index"], batch["kind"], batch["ref"])]
+        timings: Counter = Counter()
+        works = _process_and_write(sources, cfg, teacher, segmenter, Path(self.clips_dir), timings=timings)
+        return {
+            "rank": [rank or 0],
+            "clips": [len(works)],
+            "timings": [json.dumps(timings)],
+            "teacher_usage": [json.dumps(teacher.stats(), default=str)],
+            "pipeline": [info],
+        }
+
+
+def _sum_usage(per_worker: list[dict]) -> dict:
+    """Teacher usage of several workers: numbers summed, other fields (teacher, model) from the first."""
+    out: dict = {}
+    for usage in per_worker:
+        for k, v in usage.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                out[k] = out.get(k, 0) + v
+            else:
+                out.setdefault(k, v)
+    if "estimated_cost_usd" in out:
+        out["estimated_cost_usd"] = round(out["estimated_cost_usd"], 6)
+    return {**out, "workers": len(per_worker)}
+
+
+def _map_in_workers(todo, config, clips_dir, cache_dir, num_proc, teacher, segmenter, progress, timings) -> tuple:
+    """Process `todo` in `num_proc` worker processes through `datasets.Dataset.map`; returns (teacher usage summed
+    over the workers, pipeline info)."""
+    import pickle
+
+    import datasets
+
+    global _FORK_PARENT
+    for name, obj in (("teacher", teacher), ("segmenter", segmenter)):
+        if obj is not None:
+            try:
+                pickle.dumps(obj)
+            except Exception as e:
+                raise ValueError(
+                    f"num_proc={num_proc} sends the {name} you passed ({type(obj).__name__}) to each worker process, "
+                    f"but it cannot be pickled ({type(e).__name__}: {e}); pass num_proc=1, or leave {name}=None so "
+                    "each worker builds its own from the config."
+                ) from e
+    table = datasets.Dataset.from_dict(
+        {"index": [s.index for s in todo], "kind": [s.kind for s in todo], "ref": [s.ref for s in todo]}
+    )
+    worker = _MapWorker(config.to_dict(), str(clips_dir), cache_dir, num_proc, teacher, segmenter)
+    bars_were_on = datasets.is_progress_bar_enabled()
+    (datasets.enable_progress_bars if progress else datasets.disable_progress_bars)()
+    _FORK_PARENT = os.getpid()
+    try:
+        result = table.map(
+            worker,
+            batched=True,
+            batch_size=config.batch_size,
+            with_rank=True,
+            num_proc=num_proc,
+            remove_columns=table.column_names,
+            keep_in_memory=True,
+            load_from_cache_file=False,
+            new_fingerprint=uuid.uuid4().hex,  # never reuse a cached map: the clip files are the real output
+            desc="synthesize clips",
+        )
+    finally:
+        _FORK_PARENT = None
+        (datasets.enable_progress_bars if bars_were_on else datasets.disable_progress_bars)()
+    last_usage: dict = {}
+    for row in result:
+        for k, v in json.loads(row["timings"]).items():
+            timings[k] += v
+        last_usage[row["rank"]] = json.loads(row["teacher_usage"])  # cumulative per worker: keep its last
+    return _sum_usage([last_usage[r] for r in sorted(last_usage)]), json.loads(result[0]["pipeline"])
+
+
 def run_synthesis(
     config: SynthesisConfig,
     output_dir,
@@ -550,18 +704,20 @@ def run_synthesis(
     """Run (or resume) the pipeline into `output_dir`; returns the report (statistics, errors, timings).
 
     Args:
-        config (`SynthesisConfig`): the settings.
+        config (`SynthesisConfig`): the settings (`config.num_proc` worker processes).
         output_dir (`str` or `Path`): the dataset folder (`data/`, `README.md`, `synthesis_stats.json`, `COMPLETE`;
             work files under `.work/`).
         resume (`bool`): continue a run in `output_dir` (finished clips are kept). Without it, a non-empty
             `output_dir` is an error.
         num_shards / shard_index (`int`): process only `sources[shard_index::num_shards]`.
-        teacher / segmenter: override the ones the config names (e.g. an already-built SAM2).
-        progress (`bool`): tqdm bars per stage.
+        teacher / segmenter: override the ones the config names (e.g. an already-built SAM2). With `num_proc > 1`
+            each worker gets a pickled copy.
+        progress (`bool`): tqdm bars per stage (with `num_proc > 1`: one bar of finished clips over all workers).
 
     Raises:
         FileExistsError: when `output_dir` holds a run and `resume` is False.
-        ValueError: when resuming a run made with different row-changing settings.
+        ValueError: when resuming a run made with different row-changing settings, or when `num_proc > 1` and the
+            `teacher`/`segmenter` passed cannot be pickled.
     """
     from tqdm.auto import tqdm
 
@@ -591,25 +747,30 @@ def run_synthesis(
 
     done = writer.done_keys(clips_dir)
     todo = [s for s in sources if s.key not in done]
-    teacher = teacher or build_teacher(config, cache_dir=str(work_dir / "cache"))
-    segmenter = segmenter or build_segmenter(config)
     timings: Counter = Counter()
-    stages = ("ingest", "landmarks", "labels", "masks+overlays", "cot+validate", "write")
-    bars = {s: tqdm(total=len(todo), desc=f"{s:>15}", disable=not progress, leave=False) for s in stages}
-    try:
-        for start in range(0, len(todo), config.batch_size):
-            batch = todo[start : start + config.batch_size]
-            for w in process_batch(batch, config, teacher, segmenter, bars, timings):
-                t = time.perf_counter()
-                writer.write_clip_result(clips_dir, w.source.key, w.rows, w.record())
-                timings["write"] += time.perf_counter() - t
-                bars["write"].update(1)
-    finally:
-        for b in bars.values():
-            b.close()
-        teacher_stats = teacher.stats()
-        if hasattr(teacher, "close"):
-            teacher.close()
+    num_proc = min(config.num_proc, len(todo))
+    if num_proc > 1:
+        teacher_stats, pipeline = _map_in_workers(
+            todo, config, clips_dir, str(work_dir / "cache"), num_proc, teacher, segmenter, progress, timings
+        )
+    else:
+        num_proc = 1
+        teacher = teacher or build_teacher(config, cache_dir=str(work_dir / "cache"))
+        segmenter = segmenter or build_segmenter(config)
+        stages = ("ingest", "landmarks", "labels", "masks+overlays", "cot+validate", "write")
+        bars = {s: tqdm(total=len(todo), desc=f"{s:>15}", disable=not progress, leave=False) for s in stages}
+        try:
+            for start in range(0, len(todo), config.batch_size):
+                _process_and_write(
+                    todo[start : start + config.batch_size], config, teacher, segmenter, clips_dir, bars, timings
+                )
+        finally:
+            for b in bars.values():
+                b.close()
+            teacher_stats = teacher.stats()
+            if hasattr(teacher, "close"):
+                teacher.close()
+        pipeline = json.loads(json.dumps(_pipeline_info(config, teacher, segmenter), default=_json_default))
 
     t = time.perf_counter()
     files = [clips_dir / f"{s.key}.parquet" for s in sources]
@@ -618,9 +779,7 @@ def run_synthesis(
         raise RuntimeError(
             f"{len(missing)} clip results are missing after the run ({missing[:3]}); rerun with --resume."
         )
-    stats = writer.assemble(
-        out, files, _pipeline_info(config, teacher, segmenter), _default_sources(config), config.rows_per_shard
-    )
+    stats = writer.assemble(out, files, pipeline, _default_sources(config), config.rows_per_shard)
     timings["assemble"] += time.perf_counter() - t
     return {
         **stats,
@@ -628,6 +787,7 @@ def run_synthesis(
         "output_dir": str(out),
         "processed_now": len(todo),
         "skipped_done": len(sources) - len(todo),
+        "num_proc": num_proc,
         "teacher_usage": teacher_stats,
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "wall_s": round(time.perf_counter() - t0, 3),

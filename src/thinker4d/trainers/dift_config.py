@@ -53,9 +53,9 @@ class DIFTConfig(TrainingArguments):
         (the fed-back hidden states); written to the model config. `"embedding"` uses the mean norm of the model's
         input-embedding rows, so the slots carry vectors on the scale of the token embeddings around them. `None`
         keeps the model's value (unscaled for a freshly converted checkpoint, as in the paper). Without it the layers
-        see pooled vision features in training and last-layer hidden states (often far larger) at inference; on the
-        quickstart's tiny model from scratch, `"embedding"` raised DIFT's camera-motion accuracy from 41% to 64%
-        (docs/quickstart.md).
+        see pooled vision features in training and last-layer hidden states (often far larger) at inference. Measured
+        effect on the quickstart's tiny model: mixed (64% vs 41% camera-motion accuracy in one pair of runs, 36% in
+        the default run; docs/quickstart.md), so it is not a demonstrated gain.
 
     > Parameters that control the data
 
