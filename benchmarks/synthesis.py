@@ -3,6 +3,10 @@
 * `local_clips_per_s_per_core`: the local stages (frame sampling, ground-truth masks + consistency filter, questions,
   overlays, RuleTeacher CoT, validation, row encoding and the atomic per-clip write) on 16-frame 128x128 synthetic
   clips, in one process (one core). Rendering the clips is excluded and reported separately (`render_clips_per_s`).
+* `local_speedup_num_proc_2`: clips/s of a whole `run_synthesis` (world rendering, frames, masks, questions, overlays,
+  RuleTeacher CoT, validation, per-clip writes and the final assembly) with `num_proc=2` divided by the same run with
+  `num_proc=1`, on the same clips in this process (best of two alternating runs each; the 2-process run includes
+  starting the `datasets` worker pool). `num_proc_rows_identical` checks that both runs wrote the same rows.
 * `teacher_fraction_of_ideal`: GeminiTeacher requests/s against the local fake server (concurrency 32, 200 ms
   latency) divided by the ideal 32 / 0.2 = 160 requests/s. The fake server runs in its own process (spawned), so its
   CPU time does not compete with the client for the GIL, as with the real API. What is timed is still the real
@@ -15,7 +19,7 @@
   process per request; at concurrency 32 the responses arrive together, so each millisecond of client CPU per request
   delays the batch by up to 32 ms.
 
-    python benchmarks/synthesis.py [--clips 40] [--requests 320]
+    python benchmarks/synthesis.py [--clips 40] [--num-proc-clips 160] [--requests 320]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -63,6 +68,39 @@ def local(num_clips: int) -> dict:
         "render_clips_per_s": round(num_clips / render_s, 2),
         "local_clips": num_clips,
         "rows": rows,
+    }
+
+
+def local_num_proc(num_clips: int, repeats: int = 2) -> dict:
+    """Same-run comparison of `run_synthesis` with `num_proc=1` and `num_proc=2` on the same world clips."""
+    import pyarrow.parquet as pq
+
+    from thinker4d.data.pipeline import SynthesisConfig, run_synthesis
+
+    def cfg(n, num_proc):
+        return SynthesisConfig(world_num_clips=n, world_num_frames=16, world_size=128, batch_size=8, num_proc=num_proc)
+
+    def table(out):
+        return pq.read_table(sorted((Path(out) / "data").glob("train-*.parquet")))
+
+    best = {1: float("inf"), 2: float("inf")}
+    with tempfile.TemporaryDirectory() as d:
+        run_synthesis(cfg(4, 2), Path(d) / "warm-up", progress=False)  # imports, one-off
+        for r in range(repeats):
+            for num_proc in (1, 2):
+                out = Path(d) / f"np{num_proc}-{r}"
+                t = time.perf_counter()
+                run_synthesis(cfg(num_clips, num_proc), out, progress=False)
+                best[num_proc] = min(best[num_proc], time.perf_counter() - t)
+        identical = table(Path(d) / "np1-0").equals(table(Path(d) / "np2-0"))
+    return {
+        "local_speedup_num_proc_2": round(best[1] / best[2], 3),
+        "run_clips_per_s_num_proc_1": round(num_clips / best[1], 2),
+        "run_clips_per_s_num_proc_2": round(num_clips / best[2], 2),
+        "num_proc_clips": num_clips,
+        "num_proc_rows_identical": identical,
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
     }
 
 
@@ -151,9 +189,10 @@ def teacher(num_requests: int, concurrency: int = 32, latency: float = 0.2) -> d
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clips", type=int, default=40)
+    p.add_argument("--num-proc-clips", type=int, default=160)
     p.add_argument("--requests", type=int, default=320)
     args = p.parse_args()
-    out = {**local(args.clips), **teacher(args.requests)}
+    out = {**local(args.clips), **local_num_proc(args.num_proc_clips), **teacher(args.requests)}
     out["targets"] = {"local_clips_per_s_per_core": 10.0, "teacher_fraction_of_ideal": 0.8}
     print(json.dumps(out))
 

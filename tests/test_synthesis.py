@@ -3,10 +3,12 @@ validate, writer, pipeline, fake_gemini; the `thinker4d synthesize` verb)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from unittest import mock
@@ -155,6 +157,77 @@ def test_sigkill_and_resume_gives_exactly_the_uninterrupted_rows(tmp_path):
     assert not [p for p in (out / ".work" / "clips").iterdir() if ".tmp" in p.name]
 
 
+def _worker_pids(parent: int) -> set[int]:
+    """Live (not zombie) processes whose parent is `parent` (Linux /proc)."""
+    out = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+            if int(ppid) == parent and state != "Z":
+                out.add(int(d.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; workers die with the run on Linux")
+def test_sigkill_and_resume_with_num_proc_2(tmp_path):
+    cfg = SynthesisConfig(world_num_clips=48, world_num_frames=8, world_size=64, batch_size=1, num_proc=2)
+    ref = run_synthesis(dataclasses.replace(cfg, num_proc=1), tmp_path / "ref", progress=False)
+    out = tmp_path / "killed"
+    clips = out / ".work" / "clips"
+
+    def n_done():  # not writer.done_keys: that removes the temporary files the workers are writing
+        return sum(1 for f in clips.iterdir() if f.suffix == ".parquet") if clips.is_dir() else 0
+
+    ctx = multiprocessing.get_context("fork")
+    rng = random.Random(1)
+    killed_workers: set[int] = set()
+    kills = 0
+    for attempt in range(10):
+        if writer.is_complete(out):
+            break
+        p = ctx.Process(target=_child_run, args=(cfg.to_dict(), str(out)))
+        before = n_done()
+        p.start()
+        workers: set[int] = set()
+        target = before + 1 + rng.randrange(4)  # kill mid-run, a few clips after this attempt started writing
+        deadline = time.monotonic() + 60
+        while p.is_alive() and time.monotonic() < deadline and not (attempt < 4 and n_done() >= target):
+            workers |= _worker_pids(p.pid)
+            time.sleep(0.005)
+        if p.is_alive() and attempt < 4:
+            workers |= _worker_pids(p.pid)
+            p.kill()  # SIGKILL of the run while its worker processes are busy
+            p.join()
+            kills += 1
+            killed_workers |= workers
+        else:
+            p.join()
+            assert p.exitcode == 0, f"the run failed (exit code {p.exitcode})"
+    assert kills == 4 and 0 < n_done() <= 48
+    # the pool's workers (and datasets' queue manager) die with the killed run instead of writing on
+    assert len(killed_workers) >= 3
+    deadline = time.monotonic() + 10
+    while any(_alive(w) for w in killed_workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [w for w in killed_workers if _alive(w)], "worker processes outlived the killed run"
+    report = run_synthesis(cfg, out, resume=True, progress=False)
+    assert report["complete"]
+    assert _rows(out) == _rows(tmp_path / "ref")
+    assert report["kept"] == ref["kept"] and report["rejected"] == ref["rejected"]
+    assert not [p for p in (out / ".work" / "clips").iterdir() if ".tmp" in p.name]
+
+
 def test_incomplete_output_is_not_complete_and_resume_rules(tmp_path):
     cfg = SynthesisConfig(world_num_clips=2, **SMALL)
     out = tmp_path / "o"
@@ -184,6 +257,37 @@ def test_shards_merge_to_the_unsharded_dataset(tmp_path, offline_run):
     report = merge_outputs([tmp_path / f"s{i}" for i in range(3)], tmp_path / "merged")
     assert _rows(tmp_path / "merged") == _rows(ref_out)
     assert report["kept"] == json.loads((ref_out / "synthesis_stats.json").read_text())["kept"]
+
+
+def test_num_proc_2_gives_exactly_the_rows_of_num_proc_1(tmp_path, offline_run):
+    from thinker4d.datasets_io import load_thinker4d_dataset
+
+    cfg, ref_out, ref = offline_run
+    par = dataclasses.replace(cfg, num_proc=2)
+    assert par.fingerprint() == cfg.fingerprint()  # not a row-changing setting: resumable with another num_proc
+    report = run_synthesis(par, tmp_path / "p2", progress=False)
+    assert report["num_proc"] == 2 and ref["num_proc"] == 1 and report["processed_now"] == 8
+    assert report["teacher_usage"] == {"teacher": "rule", "style": "full", "workers": 2}
+    assert {"ingest", "masks_overlays_questions", "write", "assemble"} <= set(report["timings_s"])
+    assert _rows(tmp_path / "p2") == _rows(ref_out)
+    ids = load_thinker4d_dataset(tmp_path / "p2", split="train")["id"]
+    assert ids == load_thinker4d_dataset(ref_out, split="train")["id"] and len(ids) == ref["kept"]
+    assert (tmp_path / "p2" / "synthesis_stats.json").read_text() == (ref_out / "synthesis_stats.json").read_text()
+    assert (tmp_path / "p2" / "README.md").read_text() == (ref_out / "README.md").read_text()
+    # a run started with num_proc=2 resumes with num_proc=1 (and vice versa)
+    assert run_synthesis(cfg, tmp_path / "p2", resume=True, progress=False)["resumed_complete"]
+
+
+def test_num_proc_rejects_bad_values_and_unpicklable_objects(tmp_path):
+    from thinker4d.data.teacher import GeminiTeacher
+
+    with pytest.raises(ValueError, match="num_proc must be an integer >= 1"):
+        SynthesisConfig(num_proc=0)
+    cfg = SynthesisConfig(world_num_clips=2, num_proc=2, **SMALL)
+    with pytest.raises(
+        ValueError, match="num_proc=2 sends the teacher you passed \\(GeminiTeacher\\).*cannot be pickled"
+    ):
+        run_synthesis(cfg, tmp_path / "o", teacher=GeminiTeacher(api_key="k"), progress=False)
 
 
 # ------------------------------------------------------------------------------------------------ Gemini + faults
@@ -219,6 +323,21 @@ def test_gemini_teacher_with_30_percent_faults_and_cache(tmp_path, monkeypatch):
     for p in list((tmp_path / "g").rglob("*")) + list((tmp_path / "cache").rglob("*")):
         if p.is_file():
             assert b"secret-test-key-123" not in p.read_bytes()
+
+
+def test_gemini_teacher_with_num_proc_2_splits_concurrency_and_sums_usage(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", "k")
+    with FakeGeminiServer() as srv:
+        kw = dict(world_num_clips=4, teacher="gemini", gemini_base_url=srv.url, gemini_concurrency=3, **SMALL)
+        one = run_synthesis(SynthesisConfig(cache_dir=str(tmp_path / "c1"), **kw), tmp_path / "a", progress=False)
+        sent = srv.counts["requests"]
+        two = run_synthesis(
+            SynthesisConfig(cache_dir=str(tmp_path / "c2"), num_proc=2, **kw), tmp_path / "b", progress=False
+        )
+        assert srv.counts["requests"] - sent == two["teacher_usage"]["requests"] == one["teacher_usage"]["requests"]
+    assert two["teacher_usage"]["workers"] == 2 and two["teacher_usage"]["model"] == "gemini-2.5-flash"
+    assert two["teacher_usage"]["prompt_tokens"] == one["teacher_usage"]["prompt_tokens"] > 0
+    assert _rows(tmp_path / "b") == _rows(tmp_path / "a") and one["kept"] > 0
 
 
 def test_validator_regenerates_then_rejects_with_reason(tmp_path, monkeypatch):
@@ -353,7 +472,8 @@ def test_fake_server_sends_without_nagle_delay():
 # ------------------------------------------------------------------------------------------------ bad input
 
 
-def test_bad_inputs_are_reported_per_clip_and_the_run_continues(tmp_path):
+@pytest.mark.parametrize("num_proc", [1, 2])
+def test_bad_inputs_are_reported_per_clip_and_the_run_continues(tmp_path, num_proc):
     from thinker4d.world import render_clip, save_clip
 
     root = tmp_path / "clips"
@@ -368,8 +488,9 @@ def test_bad_inputs_are_reported_per_clip_and_the_run_continues(tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
     (videos / "broken.mp4").write_bytes(b"\x00" * 100)
-    cfg = SynthesisConfig(clip_dirs=[str(root / "c*")], video_dirs=[str(videos)], **SMALL)
+    cfg = SynthesisConfig(clip_dirs=[str(root / "c*")], video_dirs=[str(videos)], num_proc=num_proc, **SMALL)
     report = run_synthesis(cfg, tmp_path / "out", progress=False)
+    assert report["num_proc"] == num_proc and report["clips"] == 7
     errors = {e["clip_id"]: e for e in report["errors"]}
     assert set(errors) == {"c1", "c2", "c3", "c4", "c5", "broken"}
     assert all(e["stage"] == "ingest" and e["reason"] == "bad_input" for e in errors.values())
@@ -543,6 +664,8 @@ def test_cli_synthesize_and_merge(tmp_path, capsys):
         )
     assert main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--output", str(tmp_path / "m")]) == 0
     assert writer.is_complete(tmp_path / "m") and '"kept"' in capsys.readouterr().out
+    assert main(["--config", str(cfg), "--output", str(tmp_path / "p"), "--num-proc", "2", "--no-progress"]) == 0
+    assert '"num_proc": 2' in capsys.readouterr().out and _rows(tmp_path / "p") == _rows(tmp_path / "m")
     assert (
         main(
             ["--config", str(cfg), "--output", str(tmp_path / "s0"), "--resume", "--num-shards", "2", "--no-progress"]
