@@ -302,32 +302,35 @@ For each give a short distinctive name, a brief visual description, a point [x, 
 [x1, y1, x2, y2] in the FIRST frame, on a 0-1000 grid with (0, 0) at the top-left."""
 
 
-def _to_sdk_schema(schema: dict) -> dict:
-    """The OpenAPI-style dict (`minItems`) in the SDK's field names (`min_items`)."""
-    renames = {"minItems": "min_items", "maxItems": "max_items"}
+def _convert_schema(schema: dict, renames: dict, ordering: bool) -> dict:
+    """`schema` with its keys renamed by `renames` at every level (`properties`, `items`) and, with `ordering`,
+    `propertyOrdering` added where missing."""
     out = {}
     for k, v in schema.items():
         if k == "properties":
-            v = {name: _to_sdk_schema(sub) for name, sub in v.items()}
+            v = {name: _convert_schema(sub, renames, ordering) for name, sub in v.items()}
         elif k == "items":
-            v = _to_sdk_schema(v)
+            v = _convert_schema(v, renames, ordering)
         out[renames.get(k, k)] = v
+    if (
+        ordering
+        and schema.get("properties")
+        and "propertyOrdering" not in schema
+        and "property_ordering" not in schema
+    ):
+        out["propertyOrdering"] = list(schema["properties"])
     return out
+
+
+def _to_sdk_schema(schema: dict) -> dict:
+    """The OpenAPI-style dict (`minItems`) in the SDK's field names (`min_items`)."""
+    return _convert_schema(schema, {"minItems": "min_items", "maxItems": "max_items"}, ordering=False)
 
 
 def _wire_schema(schema: dict) -> dict:
     """The schema as the REST API takes it, with `propertyOrdering` (the SDK adds it too) so the model writes the
     properties in the order given (e.g. `reasoning` before `answer`) rather than alphabetically."""
-    out = {}
-    for k, v in schema.items():
-        if k == "properties":
-            v = {name: _wire_schema(sub) for name, sub in v.items()}
-        elif k == "items":
-            v = _wire_schema(v)
-        out[k] = v
-    if schema.get("properties") and "propertyOrdering" not in schema and "property_ordering" not in schema:
-        out["propertyOrdering"] = list(schema["properties"])
-    return out
+    return _convert_schema(schema, {}, ordering=True)
 
 
 def _env_proxy(url: str) -> tuple:
