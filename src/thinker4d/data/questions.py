@@ -148,7 +148,7 @@ def make_teacher_question(
     ```
     """
     from thinker4d.world import ask
-    from thinker4d.world.questions import _place
+    from thinker4d.world.questions import place_answer
 
     classes = TEACHER_LABEL_CLASSES.get(task)
     if classes is None:
@@ -180,7 +180,7 @@ def make_teacher_question(
             f"How fast does the {name} move while it is moving? (The video lasts {clip.num_frames / clip.fps:.1f} s.)"
         )
         label_dict = {"object": subject, "speed_class": label}
-    options, letter = _place(label, list(classes), rng, index + k)
+    options, letter = place_answer(label, list(classes), rng, index + k)
     return {
         "task": task,
         "question": stem,

@@ -36,7 +36,10 @@ DOMINANCE = 2.0  # the dominant axis must be this many times the other one
 CLOSER, FARTHER, SAME_BAND = 0.85, 1.15, 0.05
 
 
-def _place(correct: str, distractors: list, rng, answer_index: int | None) -> tuple[list, str]:
+def place_answer(correct: str, distractors: list, rng, answer_index: int | None) -> tuple[list, str]:
+    """`(options, letter)`: the distinct distractors (minus `correct`) shuffled by `rng`, with `correct` inserted at
+    `answer_index % num_options` (random when `None`). Every question of the world and of the synthesis pipeline
+    places its answer this way."""
     distractors = [d for d in dict.fromkeys(distractors) if d != correct]
     opts = list(distractors)
     rng.shuffle(opts)
@@ -47,7 +50,7 @@ def _place(correct: str, distractors: list, rng, answer_index: int | None) -> tu
 
 
 def _question(task, question, correct, distractors, label, rng, answer_index):
-    options, letter = _place(correct, distractors, rng, answer_index)
+    options, letter = place_answer(correct, distractors, rng, answer_index)
     return {
         "task": task,
         "question": question,
