@@ -453,15 +453,24 @@ def test_peft_lora_with_activation_checkpointing(tmp_path):
     trainer = DIFTTrainer(
         model=model, args=args, train_dataset=make_dataset(), processing_class=processor, peft_config=config
     )
+    assert config.trainable_token_indices is None  # the caller's config is not modified
+    embed = trainer.model.get_input_embeddings()
+    ids = torch.arange(embed.weight.shape[0] if hasattr(embed, "weight") else model.config.text_config.vocab_size)
+    rows_before = embed(ids).detach().clone()
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
     trainable = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
-    assert trainable and all("lora_" in n for n in trainable)
+    assert trainable and all("lora_" in n or "trainable_tokens" in n for n in trainable)
+    assert any("trainable_tokens" in n for n in trainable)
     for name, p in trainer.model.named_parameters():
         if name.endswith("lora_B.default.weight"):
             assert not torch.equal(p, before[name]), name
-        elif "lora_" not in name:
+        elif "lora_" not in name and "trainable_tokens" not in name:
             assert torch.equal(p, before[name]), name
+    # the latent start/end rows were trained, every other row is untouched
+    changed = (embed(ids).detach() - rows_before).abs().amax(-1) > 0
+    latent = {model.config.latent_start_id, model.config.latent_end_id}
+    assert set(changed.nonzero().flatten().tolist()) == latent
     assert logged(trainer, "imagery_loss")
 
 

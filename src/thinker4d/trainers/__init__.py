@@ -11,6 +11,7 @@ _LAZY = {
     "DIFT_MODES": ".dift_config",
     "DIFTTrainer": ".dift_trainer",
     "cache_imagery_targets": ".dift_trainer",
+    "with_latent_token_rows": ".dift_trainer",
     "DIFTDataCollator": ".dift_collator",
     "InvalidRowError": ".dift_collator",
     "validate_dift_row": ".dift_collator",

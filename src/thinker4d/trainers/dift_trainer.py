@@ -45,6 +45,25 @@ def _unwrap(model):
     return model
 
 
+def with_latent_token_rows(peft_config, config):
+    """`peft_config` with the input-embedding rows of `<|latent_start|>` and `<|latent_end|>` trainable.
+
+    The latent tokens are new rows (mean-initialised by `thinker4d.from_base`); LoRA adapts the layers only, so without
+    this they would never be trained. Applies to PEFT configs that have `trainable_token_indices` (LoRA) and leave it
+    unset; a config that sets it, or another PEFT method, is returned unchanged. The `<|latent_pad|>` row is not
+    included: the slots' inputs are always overwritten by latent vectors. An untied output layer keeps its
+    mean-initialised rows (PEFT trains token rows of embeddings only).
+    """
+    import copy
+
+    if not hasattr(peft_config, "trainable_token_indices") or peft_config.trainable_token_indices is not None:
+        return peft_config
+    peft_config = copy.deepcopy(peft_config)
+    peft_config.trainable_token_indices = [config.latent_start_id, config.latent_end_id]
+    logger.info("PEFT: training the input-embedding rows of the latent start/end tokens too.")
+    return peft_config
+
+
 def vision_tower(model) -> torch.nn.Module:
     """The vision tower (ViT + merger) of a (possibly wrapped) thinker4d model."""
     return _unwrap(model).model.visual
@@ -163,7 +182,9 @@ class DIFTTrainer(Trainer):
         train_dataset / eval_dataset (`datasets.Dataset`): rows in the 4D CoT schema (docs/dift.md), or in the paper's
             JSONL layout (`text_input`, `text_output`, `image_input`, `image_output`), converted on the fly.
         processing_class (`ProcessorMixin`, *optional*): loaded with `AutoProcessor` when omitted.
-        peft_config (`peft.PeftConfig`, *optional*): wrap the model with PEFT (e.g. LoRA) before training.
+        peft_config (`peft.PeftConfig`, *optional*): wrap the model with PEFT (e.g. LoRA) before training. A LoRA config
+            that leaves `trainable_token_indices` unset also trains the latent start/end embedding rows
+            ([`with_latent_token_rows`]).
 
     Example:
 
@@ -199,7 +220,7 @@ class DIFTTrainer(Trainer):
         if peft_config is not None:
             from peft import get_peft_model
 
-            model = get_peft_model(model, peft_config)
+            model = get_peft_model(model, with_latent_token_rows(peft_config, model.config))
             if args.activation_checkpointing:
                 model.enable_input_require_grads()
         freeze_vision_tower(model)
@@ -440,4 +461,12 @@ _ENCODED_KEYS = (
     "num_imagery",
 )
 
-__all__ = ["DIFTTrainer", "cache_imagery_targets", "causal_ce", "freeze_vision_tower", "imagery_loss", "vision_tower"]
+__all__ = [
+    "DIFTTrainer",
+    "cache_imagery_targets",
+    "causal_ce",
+    "freeze_vision_tower",
+    "imagery_loss",
+    "vision_tower",
+    "with_latent_token_rows",
+]
