@@ -48,6 +48,20 @@ TEACHER_LABEL_CLASSES = {
 }
 
 
+def teacher_classes(task: str) -> tuple:
+    """The classes a teacher may answer for `task` (`TEACHER_LABEL_CLASSES[task]`).
+
+    Raises:
+        ValueError: for a task without teacher classes.
+    """
+    classes = TEACHER_LABEL_CLASSES.get(task)
+    if classes is None:
+        raise ValueError(
+            f"No teacher classes for task {task!r}; teacher labels exist for {list(TEACHER_LABEL_CLASSES)}."
+        )
+    return classes
+
+
 def needs_teacher_labels(clip) -> bool:
     """Whether the clip is a plain video (frames only), whose labels can only come from a teacher."""
     return clip.meta.get("source") == "video"
@@ -150,11 +164,7 @@ def make_teacher_question(
     from thinker4d.world import ask
     from thinker4d.world.questions import place_answer
 
-    classes = TEACHER_LABEL_CLASSES.get(task)
-    if classes is None:
-        raise ValueError(
-            f"No teacher classes for task {task!r}; teacher labels exist for {list(TEACHER_LABEL_CLASSES)}."
-        )
+    classes = teacher_classes(task)
     if label not in classes:
         raise ValueError(f"Teacher label {label!r} for {task} is not one of {list(classes)}.")
     rng = np.random.default_rng([seed, index, k])
@@ -256,5 +266,6 @@ __all__ = [
     "make_teacher_question",
     "needs_teacher_labels",
     "question_subjects",
+    "teacher_classes",
     "teacher_skip_reason",
 ]

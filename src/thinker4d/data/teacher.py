@@ -38,8 +38,9 @@ from pathlib import Path
 import numpy as np
 
 from .cot import COT_SCHEMA, assemble_cot, compact_cot, cot_prompt, templated_cot
-from .questions import TEACHER_LABEL_CLASSES, UNSURE
+from .questions import TEACHER_LABEL_CLASSES, UNSURE, teacher_classes
 from .segmentation import mask_prompt
+from .writer import _atomic_write_bytes
 
 
 logger = logging.getLogger(__name__)
@@ -149,10 +150,7 @@ def label_schema(task: str) -> dict:
     Raises:
         ValueError: for a task without teacher classes.
     """
-    if task not in TEACHER_LABEL_CLASSES:
-        raise ValueError(
-            f"No teacher classes for task {task!r}; teacher labels exist for {list(TEACHER_LABEL_CLASSES)}."
-        )
+    classes = teacher_classes(task)
     return {
         "type": "OBJECT",
         "properties": {
@@ -160,7 +158,7 @@ def label_schema(task: str) -> dict:
                 "type": "STRING",
                 "description": "what in the frames shows the answer, in one or two sentences",
             },
-            "answer": {"type": "STRING", "enum": [*TEACHER_LABEL_CLASSES[task], UNSURE]},
+            "answer": {"type": "STRING", "enum": [*classes, UNSURE]},
         },
         "required": ["evidence", "answer"],
     }
@@ -346,15 +344,6 @@ def _env_proxy(url: str) -> tuple:
 
 class _Malformed(ValueError):
     pass
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Writes `text` to a unique temporary name next to `path`, then moves it into place (readers never see a torn
-    file; concurrent writers of the same key each use their own temporary file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _encode_png(img: np.ndarray) -> bytes:
@@ -602,7 +591,7 @@ class GeminiTeacher:
                 self._count(**{f"error_{reason}": 1})
                 continue
             if path is not None:  # file creation can block for a while on a busy disk: off the event loop
-                await asyncio.to_thread(_write_atomic, path, json.dumps(data))
+                await asyncio.to_thread(_atomic_write_bytes, path, json.dumps(data).encode())
             self._count(ok=1)
             return data
         self._count(failed=1)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -76,7 +77,10 @@ def encode_image(img: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> dict:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    """Write `data` to a temporary name next to `path` (unique per process and thread, so concurrent writers of one
+    key never share it), then move it into place: readers never see a torn file. Creates the parent folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}-{threading.get_ident()}")
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
