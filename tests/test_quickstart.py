@@ -59,7 +59,8 @@ def test_option_reading_rows_are_valid_and_answerable_from_the_options():
         assert set(row["options"]) <= vocabulary and len(set(row["options"])) == len(row["options"])
         named = row["question"].removeprefix("Which option says ").removesuffix("?")
         assert option_text(row["options"], row["answer"]) == f"{row['answer']}. {named}"
-        assert row["cot"].endswith(f"<answer>{row['answer']}. {named}</answer>")
+        letter = row["answer"]
+        assert row["cot"] == f"<think>It says {named} = {letter}.</think><answer>{letter}. {named}</answer>"
         assert row_problem(row, "text_cot") is None
         letters.add(row["answer"])
     assert letters == set("ABCD")  # the answer letter is spread over the options
@@ -147,3 +148,71 @@ def test_quickstart_config_errors():
         QuickstartConfig(batch_size=6, num_generations=4)
     with pytest.raises(ValueError, match="train_clips >= 8"):
         QuickstartConfig(train_clips=2)
+
+
+def test_verdict_reports_the_target_and_the_text_baseline_honestly():
+    from thinker4d.quickstart import _verdict
+
+    good = {"chance": {"camera_motion": 0.25}, "text_cot": {"camera_motion": 0.5}, "dift": {"camera_motion": 0.6}}
+    verdict = _verdict(good, {"dift": {"camera_motion": 0.97}})
+    assert "60.0% vs 25.0% chance (+35.0 points; target +30)" in verdict
+    assert "DIFT beats the text-only CoT baseline" in verdict and "mostly the mapping" in verdict
+    bad = {**good, "dift": {"camera_motion": 0.35}, "text_cot": {"camera_motion": 0.55}}
+    verdict = _verdict(bad, {"dift": {"camera_motion": 0.4}})
+    assert "does not beat the text-only CoT baseline" in verdict and "(+10.0 points" in verdict
+    assert "mostly the mapping" not in verdict  # naming is as poor as the letters: not a letter problem
+
+
+def test_option_order_variants_move_the_letters_with_the_correct_option():
+    import numpy as np
+    from datasets import Dataset
+
+    from thinker4d.prompting import option_text
+    from thinker4d.quickstart import option_order_variants
+    from thinker4d.trainers.dift_collator import row_problem
+
+    frames = [np.zeros((8, 8, 3), np.uint8)] * 2
+    body = "<think>The static white cube: <imagery> <imagery> It moves left and keeps its size. The camera: "
+    rows = [
+        {
+            "id": f"r{i}", "frames": frames, "fps": 2.0, "question": "How does the camera move?",
+            "options": ["A. Tilt Up", "B. Pan Right", "C. Tilt Down", "D. Pan Left"], "answer": "B",
+            "cot": body + "Pan Right = B.</think><answer>B. Pan Right</answer>", "imagery": [frames[0], frames[1]],
+        }
+        for i in range(12)
+    ]
+    train = Dataset.from_list(rows)
+    assert option_order_variants(train, 1) is train
+    out = option_order_variants(train, 3, seed=0)
+    assert len(out) == 36 and out["id"][:12] == train["id"] and out["id"][12] == "r0/order1"
+    assert out.select(range(12))["cot"] == train["cot"]  # the first copy is the row as synthesized
+    letters = set()
+    for row in out:
+        letter = row["answer"]
+        assert option_text(row["options"], letter) == f"{letter}. Pan Right"
+        assert row["cot"] == body + f"Pan Right = {letter}.</think><answer>{letter}. Pan Right</answer>"
+        assert sorted(o[3:] for o in row["options"]) == ["Pan Left", "Pan Right", "Tilt Down", "Tilt Up"]
+        assert row_problem(row, "dift") is None
+        letters.add(letter)
+    assert len(letters) >= 3  # the correct option really moves
+    assert option_order_variants(train, 3, seed=0)["cot"] == out["cot"]
+    assert option_order_variants(train, 3, seed=1)["cot"] != out["cot"]
+    odd_cot = "<think>x <imagery> <imagery></think><answer>B. Pan Right</answer>"
+    other = Dataset.from_list([{**rows[0], "id": "odd", "cot": odd_cot}])
+    with pytest.raises(ValueError, match="Row 'odd'.*--option-orders 1"):
+        option_order_variants(other, 2)
+    with pytest.raises(ValueError, match="copies must be >= 1"):
+        option_order_variants(train, 0)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"option_orders": 0}, "option_orders must be >= 1"),
+        ({"num_heads": 4, "num_kv_heads": 3}, "multiple of num_kv_heads"),
+        ({"num_kv_heads": 0}, "multiple of num_kv_heads"),
+    ],
+)
+def test_quickstart_config_rejects_bad_values(bad, match):
+    with pytest.raises(ValueError, match=match):
+        QuickstartConfig(**bad)

@@ -551,6 +551,24 @@ def test_validate_cot(cot, reason):
     assert validate_cot(cot, ["Left", "Right"], "B", 2) == reason
 
 
+def test_compact_cot_names_the_motion_then_its_letter():
+    from thinker4d.data.cot import compact_cot
+
+    request = {
+        "landmark": "white cube", "role": "static", "task": "camera_motion", "answer": "B", "answer_text": "Pan Right",
+        "options": ["Tilt Up", "Pan Right", "Tilt Down", "Pan Left"],
+        "cues": [{"x": 0.6, "y": 0.5, "area": 0.1}, {"x": 0.4, "y": 0.5, "area": 0.1}],
+    }
+    cot = compact_cot(request)
+    assert cot == (
+        "<think>The static white cube: <imagery> <imagery> It moves left and keeps its size. "
+        "The camera: Pan Right = B.</think><answer>B. Pan Right</answer>"
+    )
+    assert validate_cot(cot, request["options"], "B", 2) is None
+    other = compact_cot({**request, "answer": "D", "answer_text": "Pan Left", "cues": request["cues"][::-1]})
+    assert other.endswith("right and keeps its size. The camera: Pan Left = D.</think><answer>D. Pan Left</answer>")
+
+
 def test_overlay_blend_contour_and_key_frames():
     frame = np.full((8, 8, 3), 100, np.uint8)
     mask = np.zeros((8, 8), bool)

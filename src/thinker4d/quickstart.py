@@ -23,7 +23,11 @@ from the paper, and why:
 7. DIFT scales every vector at a latent slot to the token-embedding norm (`DIFTConfig.latent_norm="embedding"`), in
    training and decoding alike. Unscaled (the paper), the pooled vision targets are about 2.6x the embedding norm in
    training and the fed-back hidden states about 57x at inference. Its measured effect here is mixed (one run 64%
-   against 41% unscaled on camera motion, the default run 36%; docs/quickstart.md).
+   against 41% unscaled on camera motion, another 36%; docs/quickstart.md).
+8. Reading the shuffled option letter is this tiny model's bottleneck. The compact CoT ends "<motion> = <letter>."
+   (the letter right after the name, as ../shared/learnability.md recommends). Other levers are flags whose measured
+   effect was mixed (`--num-kv-heads`, `--warmup-steps`, `--option-orders`); docs/quickstart.md lists the runs. None
+   of them makes the letter mapping reliable at this budget.
 
 Every stage writes its results under the output folder and a `DONE.json` marker last; a rerun (for instance after
 Ctrl-C) reuses finished stages and resumes unfinished ones (synthesis per clip, training from the last checkpoint,
@@ -79,9 +83,14 @@ class QuickstartConfig:
 
     Args:
         hidden_size, num_layers, vision_hidden_size, vision_depth (`int`): the tiny Qwen2.5-VL.
+        num_heads, num_kv_heads (`int`): its text attention heads (default grouped-query, 4 query and 2 key/value
+            heads, the Qwen ratio; full multi-head attention helped DIFT in one setting and not in another,
+            docs/quickstart.md).
         vocab_size (`int`): BPE vocabulary learned from the training texts.
         warmup_steps (`int`): steps of the option-reading warm-up ([`option_reading_rows`]) that every model, the
             untrained one included, starts from; 0 skips it.
+        option_orders (`int`): copies of every training row with its options in other orders
+            ([`option_order_variants`]; the warm-up gets as many draws); 1 trains on the rows as synthesized.
         sft_steps, batch_size (`int`), learning_rate (`float`): the same for raw-QA, text-CoT and DIFT.
         grpo_steps, num_generations (`int`), grpo_learning_rate (`float`): the 4DRL phase.
         max_new_tokens (`int`): generation budget of evaluation and rollouts; 0 derives it from the training CoTs.
@@ -103,11 +112,16 @@ class QuickstartConfig:
     fps: float = field(default=4.0, metadata={"help": "clip frame rate"})
     hidden_size: int = field(default=128, metadata={"help": "text hidden size"})
     num_layers: int = field(default=2, metadata={"help": "text layers"})
+    num_heads: int = field(default=4, metadata={"help": "text attention heads"})
+    num_kv_heads: int = field(default=2, metadata={"help": "text key/value heads (grouped-query attention)"})
     vision_hidden_size: int = field(default=64, metadata={"help": "vision hidden size"})
     vision_depth: int = field(default=2, metadata={"help": "vision layers"})
     vocab_size: int = field(default=1024, metadata={"help": "BPE vocabulary size"})
     warmup_steps: int = field(
         default=800, metadata={"help": "option-reading warm-up steps before every model (0: none)"}
+    )
+    option_orders: int = field(
+        default=1, metadata={"help": "copies of every training row, each with its options in another order (1: none)"}
     )
     sft_steps: int = field(default=800, metadata={"help": "optimizer steps per supervised model"})
     batch_size: int = field(default=16, metadata={"help": "rows per step"})
@@ -125,6 +139,12 @@ class QuickstartConfig:
             raise ValueError("Need train_clips >= 8 and eval_questions >= the number of tasks.")
         if self.sft_steps < 1 or self.batch_size < 1 or self.grpo_steps < 0 or self.warmup_steps < 0:
             raise ValueError("Need sft_steps >= 1, batch_size >= 1, grpo_steps >= 0 and warmup_steps >= 0.")
+        if self.option_orders < 1:
+            raise ValueError(f"option_orders must be >= 1, got {self.option_orders}.")
+        if self.num_heads < 1 or self.num_kv_heads < 1 or self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_heads ({self.num_heads}) must be a positive multiple of num_kv_heads ({self.num_kv_heads})."
+            )
         if self.batch_size % self.num_generations:
             raise ValueError(
                 f"batch_size ({self.batch_size}) must be a multiple of num_generations ({self.num_generations}) for "
@@ -242,8 +262,8 @@ def stage_init(root: Path, cfg: QuickstartConfig, train) -> Path:
             seed=cfg.seed,
             hidden_size=cfg.hidden_size,
             num_hidden_layers=cfg.num_layers,
-            num_attention_heads=4,
-            num_key_value_heads=2,
+            num_attention_heads=cfg.num_heads,
+            num_key_value_heads=cfg.num_kv_heads,
             vision_hidden_size=cfg.vision_hidden_size,
             vision_depth=cfg.vision_depth,
         )
@@ -270,8 +290,8 @@ def option_reading_rows(train, seed: int = 0):
     it (find the option whose text the reasoning named, copy that option's letter) is what kept every variant near
     chance on shuffled options in ../shared/learnability.md and in our own runs. Each row keeps the clip (so the prompt
     has its usual shape) and gets "Which option says <text>?" over options drawn from the option texts of the training
-    set, with the row's option count, and the answer `<think>It says <text>.</think><answer>B. <text></answer>`. The
-    clip carries no information about the answer.
+    set, with the row's option count, and the answer `<think>It says <text> = B.</think><answer>B. <text></answer>`
+    (the same "<text> = <letter>" ending as the compact CoT). The clip carries no information about the answer.
 
     Args:
         train (`datasets.Dataset`): 4D CoT rows (`id`, `frames`, `fps`, `options`, ...).
@@ -299,13 +319,69 @@ def option_reading_rows(train, seed: int = 0):
             "question": f"Which option says {text}?",
             "options": options,
             "answer": letter,
-            "cot": f"<think>It says {text}.</think><answer>{letter}. {text}</answer>",
+            "cot": f"<think>It says {text} = {letter}.</think><answer>{letter}. {text}</answer>",
             "imagery": [],
         }
 
     keep = ["id", "frames", "fps", "options"]
     rows = train.select_columns(keep)
     return rows.map(make, with_indices=True, desc="Option-reading warm-up rows")
+
+
+def option_order_variants(train, copies: int, seed: int = 0):
+    """Every training row `copies` times: as synthesized, then with its options in `copies - 1` other random orders.
+
+    The answer letter, and the letters of the CoT's ending (`... <text> = B.</think><answer>B. <text></answer>`, the
+    compact RuleTeacher CoT), follow the correct option to its new place. Without this a tiny model that sees each clip
+    several times with the same option order can learn the clip's letter instead of reading the options: in our runs
+    its letter accuracy on held-out clips stayed far below its accuracy at naming the motion (docs/quickstart.md).
+
+    Args:
+        train (`datasets.Dataset`): rows with `id`, `options`, `answer` and a compact `cot`.
+        copies (`int`): 1 returns `train` as it is.
+        seed (`int`): the draw of orders (copy `v` of row `i` uses `seed * 1_000_003 + 7919 * v + i`). An order may
+            repeat by chance; the copy is kept, so every row has the same weight.
+
+    Returns:
+        `datasets.Dataset`: `copies * len(train)` rows, the copies of row `i` with ids `<id>/order<v>` (`v >= 1`).
+
+    Raises:
+        ValueError: if a CoT does not end with `<text> = <letter>.</think><answer><letter>. <text></answer>` for its
+            answer (other CoTs may mention the letter elsewhere, which this function cannot rewrite; use `copies=1`).
+    """
+    import random
+
+    from datasets import concatenate_datasets
+
+    from thinker4d.prompting import LETTERS, render_options
+
+    if copies < 1:
+        raise ValueError(f"copies must be >= 1, got {copies}.")
+    if copies == 1:
+        return train
+
+    def reorder(row, i, v):
+        texts = [line.split(". ", 1)[1] for line in render_options(row["options"])]
+        old = row["answer"]
+        text = texts[LETTERS.index(old)]
+        ending = f" = {old}.</think><answer>{old}. {text}</answer>"
+        if not row["cot"].endswith(ending):
+            raise ValueError(
+                f"Row {row['id']!r}: option_order_variants rewrites CoTs that end with {ending!r} (the compact "
+                f"RuleTeacher CoT); this one ends with {row['cot'][-60:]!r}. Use copies=1 (--option-orders 1)."
+            )
+        rng = random.Random(seed * 1_000_003 + 7919 * v + i)
+        rng.shuffle(texts)
+        new = LETTERS[texts.index(text)]
+        cot = row["cot"][: -len(ending)] + f" = {new}.</think><answer>{new}. {text}</answer>"
+        return {"id": f"{row['id']}/order{v}", "options": render_options(texts), "answer": new, "cot": cot}
+
+    first = train.map(lambda row, i: reorder(row, i, 0) and {}, with_indices=True, desc="Checking CoT endings")
+    parts = [first] + [
+        train.map(reorder, with_indices=True, fn_kwargs={"v": v}, desc=f"Option order {v + 1}/{copies}")
+        for v in range(1, copies)
+    ]
+    return concatenate_datasets(parts)
 
 
 def stage_train(root: Path, cfg: QuickstartConfig, name: str, init_dir: Path, train) -> Path:
@@ -347,7 +423,13 @@ def stage_train(root: Path, cfg: QuickstartConfig, name: str, init_dir: Path, tr
         # Slot vectors on the token-embedding scale, in training and decoding alike (see DIFTConfig.latent_norm).
         latent_norm="embedding" if name == "dift" else None,
     )
-    rows = option_reading_rows(train, cfg.seed) if name == "warmup" else train
+    if name == "warmup":
+        from datasets import concatenate_datasets
+
+        copies = [option_reading_rows(train, cfg.seed * cfg.option_orders + v) for v in range(cfg.option_orders)]
+        rows = concatenate_datasets(copies)
+    else:
+        rows = option_order_variants(train, cfg.option_orders, cfg.seed)
     trainer = DIFTTrainer(model=str(init_dir), args=args, train_dataset=rows)
     last = _last_checkpoint(stage.dir / "checkpoints")
     t0 = time.time()
@@ -716,9 +798,15 @@ def _verdict(results: dict, named: dict | None = None) -> str:
                 "the imagery supervision did not help here."
             )
     if named and "dift" in named and named["dift"].get("camera_motion") is not None:
+        right_name = named["dift"]["camera_motion"]
         parts.append(
-            f"The DIFT model names the correct camera motion in {named['dift']['camera_motion'] * 100:.0f}% of its "
-            "answers (diagnostic table below), so what it misses is mostly the mapping to the shuffled option letter."
+            f"The DIFT model names the correct camera motion in {right_name * 100:.0f}% of its answers (diagnostic "
+            "table below)"
+            + (
+                ", so what it misses is mostly the mapping to the shuffled option letter."
+                if dift is not None and right_name - dift >= 0.1
+                else "."
+            )
         )
     return " ".join(parts)
 

@@ -139,9 +139,11 @@ def _shift_direction(a: dict, b: dict) -> str:
 
 def compact_cot(request: dict) -> str:
     """A short RuleTeacher CoT: the landmark, one `<imagery>` per key frame, the apparent shift (in words), then the
-    motion named before the answer. Same structure and markers as [`templated_cot`], about a fifth of the length, for
-    small models trained from scratch (the quickstart), where every reasoning token costs compute and the motion must
-    be named before the letter (../shared/learnability.md)."""
+    motion named and, right after it, the letter of the option that says it ("The camera: Pan Right = B."). Same
+    structure and markers as [`templated_cot`], about a fifth of the length, for small models trained from scratch
+    (the quickstart), where every reasoning token costs compute. A tiny model finds the letter of a shuffled option
+    list only when the reasoning names the motion first and the letter follows the name directly
+    (../shared/learnability.md; docs/quickstart.md has the measurements)."""
     name, cues = request["landmark"], request["cues"]
     role = "static" if request["role"] == "static" else "moving"
     imagery = " ".join("<imagery>" for _ in cues)
@@ -149,7 +151,8 @@ def compact_cot(request: dict) -> str:
     subject = "camera" if request["task"] == "camera_motion" else name
     answer = option_text(request["options"], request["answer"])
     return (
-        f"<think>The {role} {name}: {imagery} It moves {shift}. The {subject}: {request['answer_text']}.</think>"
+        f"<think>The {role} {name}: {imagery} It moves {shift}. The {subject}: {request['answer_text']} = "
+        f"{request['answer']}.</think>"
         f"<answer>{answer}</answer>"
     )
 
