@@ -283,6 +283,14 @@ def _token_budget(train, processor, cfg: QuickstartConfig) -> int:
     return int((longest + markers * (LATENT_SIZE + 2)) * 1.25) + 8
 
 
+def _option_texts(options) -> list[str]:
+    """The option texts without their letters, in order (`["A. Pan Left", ...]` or `["Pan Left", ...]` -> `["Pan Left",
+    ...]`)."""
+    from thinker4d.prompting import render_options
+
+    return [line.split(". ", 1)[1] for line in render_options(options)]
+
+
 def option_reading_rows(train, seed: int = 0):
     """The warm-up data: for every training row, a question answered from the option list alone.
 
@@ -302,9 +310,9 @@ def option_reading_rows(train, seed: int = 0):
     """
     import random
 
-    from thinker4d.prompting import LETTERS, render_options
+    from thinker4d.prompting import LETTERS
 
-    texts = sorted({line.split(". ", 1)[1] for opts in train["options"] for line in render_options(opts)})
+    texts = sorted({text for opts in train["options"] for text in _option_texts(opts)})
     if len(texts) < 2:
         raise ValueError(f"The option-reading warm-up needs at least 2 distinct option texts; the data has {texts}.")
 
@@ -332,9 +340,9 @@ def option_order_variants(train, copies: int, seed: int = 0):
     """Every training row `copies` times: as synthesized, then with its options in `copies - 1` other random orders.
 
     The answer letter, and the letters of the CoT's ending (`... <text> = B.</think><answer>B. <text></answer>`, the
-    compact RuleTeacher CoT), follow the correct option to its new place. Without this a tiny model that sees each clip
-    several times with the same option order can learn the clip's letter instead of reading the options: in our runs
-    its letter accuracy on held-out clips stayed far below its accuracy at naming the motion (docs/quickstart.md).
+    compact RuleTeacher CoT), follow the correct option to its new place, so a clip seen several times does not always
+    come with the same letter. Its measured effect on the quickstart is mixed (docs/quickstart.md): once a gain, once
+    none.
 
     Args:
         train (`datasets.Dataset`): rows with `id`, `options`, `answer` and a compact `cot`.
@@ -361,7 +369,7 @@ def option_order_variants(train, copies: int, seed: int = 0):
         return train
 
     def reorder(row, i, v):
-        texts = [line.split(". ", 1)[1] for line in render_options(row["options"])]
+        texts = _option_texts(row["options"])
         old = row["answer"]
         text = texts[LETTERS.index(old)]
         ending = f" = {old}.</think><answer>{old}. {text}</answer>"
@@ -376,12 +384,12 @@ def option_order_variants(train, copies: int, seed: int = 0):
         cot = row["cot"][: -len(ending)] + f" = {new}.</think><answer>{new}. {text}</answer>"
         return {"id": f"{row['id']}/order{v}", "options": render_options(texts), "answer": new, "cot": cot}
 
-    first = train.map(lambda row, i: reorder(row, i, 0) and {}, with_indices=True, desc="Checking CoT endings")
-    parts = [first] + [
+    # The first copy is `train` itself; the second copy's map checks every row's ending (and raises) on the way.
+    parts = [
         train.map(reorder, with_indices=True, fn_kwargs={"v": v}, desc=f"Option order {v + 1}/{copies}")
         for v in range(1, copies)
     ]
-    return concatenate_datasets(parts)
+    return concatenate_datasets([train, *parts])
 
 
 def stage_train(root: Path, cfg: QuickstartConfig, name: str, init_dir: Path, train) -> Path:
@@ -520,13 +528,11 @@ def answer_text_accuracy(run_dir: Path, bench_dir: Path) -> dict:
     import re
 
     from thinker4d.datasets_io import load_thinker4d_dataset
-    from thinker4d.prompting import render_options
 
     ds = load_thinker4d_dataset(bench_dir, split="test").select_columns(["options", "answer"])
     truth = {}
     for i, row in enumerate(ds):
-        line = render_options(row["options"])[ord(row["answer"]) - ord("A")]
-        truth[i] = line.split(". ", 1)[1].strip().lower()
+        truth[i] = _option_texts(row["options"])[ord(row["answer"]) - ord("A")].strip().lower()
     hits: dict[str, list[int]] = {}
     for line in (run_dir / "results.jsonl").read_text().splitlines():
         rec = json.loads(line)
