@@ -1,6 +1,9 @@
 """Shared offline fixtures: tiny random-weight Qwen2.5-VL / Qwen3-VL models with real processors, built in-process."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -10,6 +13,15 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Every test folder is new, so every dataset a test loads would leave an Arrow copy (and its `.map` caches) in the user's
+# datasets cache for good; the suite keeps them in a folder of its own (subprocesses inherit it) and removes it at exit.
+_DATASETS_CACHE = tempfile.mkdtemp(prefix="thinker4d-tests-datasets-")
+atexit.register(shutil.rmtree, _DATASETS_CACHE, ignore_errors=True)
+os.environ["HF_DATASETS_CACHE"] = _DATASETS_CACHE
+import datasets  # noqa: E402  (after the variable, which it reads on import; set it as well in case it came first)
+
+
+datasets.config.HF_DATASETS_CACHE = _DATASETS_CACHE
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
 

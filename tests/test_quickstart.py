@@ -89,6 +89,7 @@ def test_quickstart_end_to_end_and_resume(tmp_path):
     assert "DIFT + 4DRL" in html and "data:image/png;base64" in html and "imagery targets" in html
     assert (tmp_path / "figures" / "accuracy.png").stat().st_size > 1000
     assert (tmp_path / "figures" / "losses.png").stat().st_size > 1000
+    assert not (tmp_path / "datasets_cache").exists()  # its own datasets cache goes when the run finishes
     # every model's evaluation is a complete thinker4d eval run
     for name in MODELS:
         run = json.loads((tmp_path / f"eval_{name}" / "run" / "summary.json").read_text())
@@ -134,6 +135,8 @@ def test_quickstart_ctrl_c_then_rerun_reuses_stages(tmp_path):
     assert not (out / "summary.json").exists()
     done_before = marker_times(out)
     assert {"data", "synthdsr", "init"} <= set(done_before)
+    # the training data's Arrow copy is in the output folder, not in the user's datasets cache
+    assert any((out / "datasets_cache").rglob("*.arrow"))
     result = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "held-out SynthDSR accuracy" in result.stdout
@@ -141,6 +144,7 @@ def test_quickstart_ctrl_c_then_rerun_reuses_stages(tmp_path):
     for stage in ("data", "synthdsr", "init"):
         assert done_after[stage] == done_before[stage], f"stage {stage} was redone after Ctrl-C"
     assert json.loads((out / "summary.json").read_text())["dift"]
+    assert not (out / "datasets_cache").exists()
 
 
 def test_quickstart_config_errors():
@@ -175,9 +179,14 @@ def test_option_order_variants_move_the_letters_with_the_correct_option():
     body = "<think>The static white cube: <imagery> <imagery> It moves left and keeps its size. The camera: "
     rows = [
         {
-            "id": f"r{i}", "frames": frames, "fps": 2.0, "question": "How does the camera move?",
-            "options": ["A. Tilt Up", "B. Pan Right", "C. Tilt Down", "D. Pan Left"], "answer": "B",
-            "cot": body + "Pan Right = B.</think><answer>B. Pan Right</answer>", "imagery": [frames[0], frames[1]],
+            "id": f"r{i}",
+            "frames": frames,
+            "fps": 2.0,
+            "question": "How does the camera move?",
+            "options": ["A. Tilt Up", "B. Pan Right", "C. Tilt Down", "D. Pan Left"],
+            "answer": "B",
+            "cot": body + "Pan Right = B.</think><answer>B. Pan Right</answer>",
+            "imagery": [frames[0], frames[1]],
         }
         for i in range(12)
     ]

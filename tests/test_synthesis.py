@@ -272,6 +272,10 @@ def test_num_proc_2_gives_exactly_the_rows_of_num_proc_1(tmp_path, offline_run):
     assert _rows(tmp_path / "p2") == _rows(ref_out)
     ids = load_thinker4d_dataset(tmp_path / "p2", split="train")["id"]
     assert ids == load_thinker4d_dataset(ref_out, split="train")["id"] and len(ids) == ref["kept"]
+    # `cache_dir` decides where the Arrow copy (and later `.map` caches) go
+    cached = load_thinker4d_dataset(ref_out, split="train", cache_dir=tmp_path / "cache")
+    assert cached["id"] == ids and cached.cache_files
+    assert all(Path(f["filename"]).is_relative_to(tmp_path / "cache") for f in cached.cache_files)
     assert (tmp_path / "p2" / "synthesis_stats.json").read_text() == (ref_out / "synthesis_stats.json").read_text()
     assert (tmp_path / "p2" / "README.md").read_text() == (ref_out / "README.md").read_text()
     # a run started with num_proc=2 resumes with num_proc=1 (and vice versa)
@@ -555,7 +559,11 @@ def test_compact_cot_names_the_motion_then_its_letter():
     from thinker4d.data.cot import compact_cot
 
     request = {
-        "landmark": "white cube", "role": "static", "task": "camera_motion", "answer": "B", "answer_text": "Pan Right",
+        "landmark": "white cube",
+        "role": "static",
+        "task": "camera_motion",
+        "answer": "B",
+        "answer_text": "Pan Right",
         "options": ["Tilt Up", "Pan Right", "Tilt Down", "Pan Left"],
         "cues": [{"x": 0.6, "y": 0.5, "area": 0.1}, {"x": 0.4, "y": 0.5, "area": 0.1}],
     }

@@ -5,6 +5,11 @@ Why not plain `datasets.load_dataset(<folder>)`: for a local folder whose README
 `data_files` patterns, datasets 5.x can serve a cached copy of *another* folder with the same name (two quickstart
 runs, or two SynthDSR builds in different parents, both called `benchmark`), silently returning the wrong rows. Here
 the parquet files are resolved to absolute paths first, so the cache key includes them.
+
+The price: every new folder gets its own Arrow copy in the datasets cache (`HF_DATASETS_CACHE`, by default
+`~/.cache/huggingface/datasets`), and every `.map` on it (pre-encoding, imagery targets) caches beside that copy. A
+job that makes many short-lived folders should pass `cache_dir` (the quickstart keeps its copies in its own output
+folder and removes them when it finishes).
 """
 
 from __future__ import annotations
@@ -23,9 +28,14 @@ def local_parquet_files(path: str | os.PathLike) -> dict[str, list[str]]:
     return out
 
 
-def load_thinker4d_dataset(path: str | os.PathLike, split: str | None = None):
+def load_thinker4d_dataset(
+    path: str | os.PathLike, split: str | None = None, cache_dir: str | os.PathLike | None = None
+):
     """Load a dataset folder written by thinker4d (synthesis output, SynthDSR), a `save_to_disk` folder, parquet
     file(s), or a Hub id. Returns a `Dataset` when `split` is given, else a `DatasetDict`.
+
+    `cache_dir` is passed to `datasets.load_dataset` (where the Arrow copy and the caches of later `.map` calls go);
+    `None` uses the datasets default. A `save_to_disk` folder is read in place and ignores it.
 
     Raises:
         FileNotFoundError: for a local path that does not exist.
@@ -34,16 +44,17 @@ def load_thinker4d_dataset(path: str | os.PathLike, split: str | None = None):
     import datasets
 
     p = Path(path)
+    cache = str(cache_dir) if cache_dir is not None else None
     if p.is_dir() and ((p / "state.json").is_file() or (p / "dataset_dict.json").is_file()):
         ds = datasets.load_from_disk(str(p))
     elif p.is_dir() and local_parquet_files(p):
-        ds = datasets.load_dataset("parquet", data_files=local_parquet_files(p))
+        ds = datasets.load_dataset("parquet", data_files=local_parquet_files(p), cache_dir=cache)
     elif p.is_file() and p.suffix == ".parquet":
-        ds = datasets.load_dataset("parquet", data_files={"train": str(p.resolve())})
+        ds = datasets.load_dataset("parquet", data_files={"train": str(p.resolve())}, cache_dir=cache)
     elif p.exists():
-        ds = datasets.load_dataset(str(p))
+        ds = datasets.load_dataset(str(p), cache_dir=cache)
     elif str(path).count("/") == 1 and not str(path).startswith((".", "/")):
-        ds = datasets.load_dataset(str(path))
+        ds = datasets.load_dataset(str(path), cache_dir=cache)
     else:
         raise FileNotFoundError(f"Dataset {path} not found: pass a local folder, a parquet file or a Hub dataset id.")
     if split is None:

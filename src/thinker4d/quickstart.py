@@ -43,6 +43,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 MODELS = ("untrained", "raw_qa", "text_cot", "dift", "dift_grpo")
 LATENT_SIZE = 4  # K of the quickstart model (the paper's)
+CACHE_DIR = "datasets_cache"  # under the output folder; removed when the run finishes
 TRAINED = {"warmup": "text_cot", "raw_qa": "raw_qa", "text_cot": "text_cot", "dift": "dift"}
 LABELS = {
     "warmup": "option-reading warm-up",
@@ -232,10 +234,18 @@ def stage_synthdsr(root: Path, cfg: QuickstartConfig) -> Path:
     return stage.dir / "benchmark"
 
 
-def _load_train(data_dir: Path):
+def _load_train(data_dir: Path, cache_dir: Path | None = None):
     from thinker4d.datasets_io import load_thinker4d_dataset
 
-    return load_thinker4d_dataset(data_dir, split="train")
+    return load_thinker4d_dataset(data_dir, split="train", cache_dir=cache_dir)
+
+
+def _drop_map_caches(train) -> None:
+    """Delete the `.map` caches beside `train`'s Arrow copy (pre-encoded rows of a finished stage); only a cache."""
+    try:
+        train.cleanup_cache_files()
+    except OSError as err:  # e.g. a file still mapped on Windows: it stays until the run's end removes the folder
+        logger.warning("Could not remove dataset caches under %s: %s", CACHE_DIR, err)
 
 
 def stage_init(root: Path, cfg: QuickstartConfig, train) -> Path:
@@ -838,18 +848,24 @@ def run_quickstart(
 
     data_dir = timed("data", stage_data, root, cfg)
     bench_dir = timed("synthdsr", stage_synthdsr, root, cfg)
-    train = _load_train(data_dir)
+    # The Arrow copy of the training data and the caches of every `.map` on it (pre-encoded videos: about 0.7 GB per
+    # trained model) live in the output folder, not in the user's datasets cache, and go when they are no longer needed.
+    cache_dir = root / CACHE_DIR
+    train = _load_train(data_dir, cache_dir)
     init_dir = timed("init", stage_init, root, cfg, train)
     from transformers import AutoProcessor
 
     budget = _token_budget(train, AutoProcessor.from_pretrained(str(init_dir)), cfg)
     if cfg.warmup_steps > 0:
         init_dir = timed("train_warmup", stage_train, root, cfg, "warmup", init_dir, train)
+        _drop_map_caches(train)
     models = {"untrained": init_dir}
     for name in ("raw_qa", "text_cot", "dift"):
         models[name] = timed(f"train_{name}", stage_train, root, cfg, name, init_dir, train)
+        _drop_map_caches(train)
     if cfg.grpo_steps > 0:
         models["dift_grpo"] = timed("train_dift_grpo", stage_grpo, root, cfg, models["dift"], train, budget)
+        _drop_map_caches(train)
 
     results = {"chance": chance_accuracy(bench_dir)}
     summaries, named = {}, {}
@@ -873,4 +889,5 @@ def run_quickstart(
     tmp.write_text(json.dumps(summary, indent=2))
     os.replace(tmp, root / "summary.json")
     write_report(root, cfg, results, trace, timings, named)
+    shutil.rmtree(cache_dir, ignore_errors=True)
     return summary
