@@ -1,0 +1,152 @@
+"""How fast a tiny text-only model learns to read a multiple-choice list (docs/quickstart.md, "the letter lookup").
+
+The quickstart's trained models name the right camera motion but often pair it with the wrong (shuffled) option letter.
+This script isolates that skill, without any video: a plain 2-layer `Qwen2ForCausalLM` of the quickstart's text size is
+trained on "Which option says X?" rows drawn fresh every step, with the loss on the answer only, and the letter it
+predicts after "X =" is scored on 200 held-out rows every 200 steps.
+
+```bash
+thinker4d quickstart --output qs                      # once: its init/model holds the tokenizer used here
+python examples/research/option_lookup.py --tokenizer qs/init/model --answer full --seed 0
+```
+
+It prints one JSON line per evaluation and a final JSON summary. Runs take 1-2 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+
+
+CAMERA_TEXTS = ["Pan Left", "Pan Right", "Tilt Up", "Tilt Down"]
+DISTANCE_TEXTS = ["Closer", "Farther", "About the same distance"]
+SUFFIX = (
+    "Think step by step and imagine the relevant object or region when it helps. Put your reasoning inside "
+    "<think>...</think> and only the final option inside <answer>...</answer>, for example <answer>B. Pan Right</answer>."
+)
+ANSWERS = {
+    "plain": "It says {text} = {letter}.",
+    "imend": "It says {text} = {letter}.<|im_end|>",
+    "letter_tag": "<think>It says {text} = {letter}.</think><answer>{letter}</answer><|im_end|>",
+    "full": "<think>It says {text} = {letter}.</think><answer>{letter}. {text}</answer><|im_end|>",
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tokenizer", required=True, help="a folder with the quickstart's tokenizer (OUT/init/model)")
+    p.add_argument(
+        "--texts", choices=["camera", "all"], default="all", help="4 camera texts, or those and 3 distance texts"
+    )
+    p.add_argument(
+        "--prompt",
+        choices=["short", "chat"],
+        default="chat",
+        help="question and options only, or with the system message and the instruction suffix of thinker4d.prompting",
+    )
+    p.add_argument("--answer", choices=sorted(ANSWERS), default="full", help="the trained answer format")
+    p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--pool", type=int, default=0, help="draw batches from a fixed pool of this many rows (0: fresh)")
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.steps < 1 or args.pool < 0 or args.heads % args.kv_heads:
+        raise SystemExit("Need --steps >= 1, --pool >= 0 and --heads a multiple of --kv-heads.")
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    tok = AutoTokenizer.from_pretrained(args.tokenizer)
+    texts = CAMERA_TEXTS + (DISTANCE_TEXTS if args.texts == "all" else [])
+    letter_ids = {L: tok(f" {L}", add_special_tokens=False)["input_ids"][-1] for L in "ABCD"}
+    eq_id = tok(" =", add_special_tokens=False)["input_ids"][-1]
+
+    def row(rng):
+        options = rng.sample(texts, 4)
+        k = rng.randrange(4)
+        letter, text = "ABCD"[k], options[k]
+        user = f"Which option says {text}?\n" + "\n".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(options))
+        if args.prompt == "chat":
+            user = f"<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{user}\n{SUFFIX}"
+        prompt = tok(user + "\n", add_special_tokens=False)["input_ids"]
+        answer = tok(ANSWERS[args.answer].format(text=text, letter=letter), add_special_tokens=False)["input_ids"]
+        return prompt, answer, letter
+
+    config = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.kv_heads,
+        max_position_embeddings=1024,
+        rope_theta=10000.0,
+        tie_word_embeddings=False,
+    )
+    model = Qwen2ForCausalLM(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, betas=(0.9, 0.98), weight_decay=0.01)
+    warm = 80  # learning-rate warm-up steps, then cosine to 0
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps))
+    )
+    held_rng = random.Random(999)
+    held = [row(held_rng) for _ in range(200)]
+    pool = [row(random.Random(10**6 + i)) for i in range(args.pool)]
+    rng = random.Random(1 + args.seed)
+
+    @torch.no_grad()
+    def letter_accuracy() -> float:
+        model.eval()
+        hits = 0
+        for prompt, answer, letter in held:
+            ids = prompt + answer
+            cut = len(prompt) + answer.index(eq_id) + 1  # the letter's position
+            logits = model(torch.tensor([ids[:cut]])).logits[0, -1]
+            hits += max("ABCD", key=lambda x: logits[letter_ids[x]].item()) == letter
+        model.train()
+        return hits / len(held)
+
+    history, t0 = [], time.time()
+    for step in range(1, args.steps + 1):
+        batch = [rng.choice(pool) if pool else row(rng) for _ in range(16)]
+        width = max(len(p) + len(a) for p, a, _ in batch)
+        ids = torch.full((16, width), tok.pad_token_id)
+        labels = torch.full((16, width), -100)
+        mask = torch.zeros((16, width), dtype=torch.long)
+        for i, (p, a, _) in enumerate(batch):
+            ids[i, : len(p) + len(a)] = torch.tensor(p + a)
+            labels[i, len(p) : len(p) + len(a)] = torch.tensor(a)
+            mask[i, : len(p) + len(a)] = 1
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        if step % 200 == 0 or step == args.steps:
+            point = {
+                "step": step,
+                "loss": round(loss.item(), 4),
+                "letter_accuracy": letter_accuracy(),
+                "seconds": round(time.time() - t0, 1),
+            }
+            history.append(point)
+            print(json.dumps(point), flush=True)
+    summary = {"settings": vars(args), "final_letter_accuracy": history[-1]["letter_accuracy"], "history": history}
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

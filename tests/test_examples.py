@@ -1,0 +1,31 @@
+"""Scripts under examples/ that are not recipes (those are in test_recipes.py)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_option_lookup_probe_trains_and_scores(tmp_path, capsys):
+    from thinker4d.tiny import build_tiny_tokenizer
+
+    build_tiny_tokenizer().save_pretrained(tmp_path / "tok")
+    probe = _load(ROOT / "examples" / "research" / "option_lookup.py")
+    summary = probe.main(["--tokenizer", str(tmp_path / "tok"), "--steps", "3", "--pool", "5", "--threads", "1"])
+    assert summary["settings"]["answer"] == "full" and summary["settings"]["pool"] == 5
+    assert [p["step"] for p in summary["history"]] == [3]
+    assert 0.0 <= summary["final_letter_accuracy"] <= 1.0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary
+    with pytest.raises(SystemExit, match="multiple of --kv-heads"):
+        probe.main(["--tokenizer", str(tmp_path / "tok"), "--heads", "3", "--kv-heads", "2"])
