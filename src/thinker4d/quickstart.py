@@ -31,7 +31,8 @@ from the paper, and why:
 
 Every stage writes its results under the output folder and a `DONE.json` marker last; a rerun (for instance after
 Ctrl-C) reuses finished stages and resumes unfinished ones (synthesis per clip, training from the last checkpoint,
-evaluation per question).
+evaluation per question). While it runs, `datasets_cache/` in the output folder holds the datasets cache of the
+training data (its Arrow copy and pre-encoded rows); the folder is removed when the run finishes.
 """
 
 from __future__ import annotations
