@@ -22,7 +22,19 @@ def test_option_lookup_probe_trains_and_scores(tmp_path, capsys):
 
     build_tiny_tokenizer().save_pretrained(tmp_path / "tok")
     probe = _load(ROOT / "examples" / "research" / "option_lookup.py")
-    summary = probe.main(["--tokenizer", str(tmp_path / "tok"), "--steps", "3", "--pool", "5", "--threads", "1"])
+    args = [
+        "--tokenizer",
+        str(tmp_path / "tok"),
+        "--steps",
+        "3",
+        "--pool",
+        "5",
+        "--noise-tokens",
+        "4",
+        "--threads",
+        "1",
+    ]
+    summary = probe.main(args)
     assert summary["settings"]["answer"] == "full" and summary["settings"]["pool"] == 5
     assert [p["step"] for p in summary["history"]] == [3]
     assert 0.0 <= summary["final_letter_accuracy"] <= 1.0

@@ -49,6 +49,13 @@ def parse_args(argv=None):
         help="question and options only, or with the system message and the instruction suffix of thinker4d.prompting",
     )
     p.add_argument("--answer", choices=sorted(ANSWERS), default="full", help="the trained answer format")
+    p.add_argument(
+        "--noise-tokens",
+        type=int,
+        default=0,
+        help="random byte-level tokens put where the quickstart's "
+        "video sits (between <|vision_start|> and <|vision_end|>, before the question), new for every row",
+    )
     p.add_argument("--steps", type=int, default=800)
     p.add_argument("--pool", type=int, default=0, help="draw batches from a fixed pool of this many rows (0: fresh)")
     p.add_argument("--heads", type=int, default=4)
@@ -60,8 +67,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.steps < 1 or args.pool < 0 or args.heads % args.kv_heads:
-        raise SystemExit("Need --steps >= 1, --pool >= 0 and --heads a multiple of --kv-heads.")
+    if args.steps < 1 or args.pool < 0 or args.noise_tokens < 0 or args.heads % args.kv_heads:
+        raise SystemExit("Need --steps >= 1, --pool >= 0, --noise-tokens >= 0 and --heads a multiple of --kv-heads.")
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
@@ -77,9 +84,15 @@ def main(argv=None) -> dict:
         k = rng.randrange(4)
         letter, text = "ABCD"[k], options[k]
         user = f"Which option says {text}?\n" + "\n".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(options))
+        head = "<|vision_start|>" if args.noise_tokens else ""
         if args.prompt == "chat":
-            user = f"<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{user}\n{SUFFIX}"
-        prompt = tok(user + "\n", add_special_tokens=False)["input_ids"]
+            head = f"<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{head}"
+            user = f"{user}\n{SUFFIX}"
+        noise = [rng.randrange(256) for _ in range(args.noise_tokens)]  # byte-level symbols, ids 0-255
+        if args.noise_tokens:
+            user = "<|vision_end|>" + user
+        encode = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+        prompt = encode(head) + noise + encode(user + "\n")
         answer = tok(ANSWERS[args.answer].format(text=text, letter=letter), add_special_tokens=False)["input_ids"]
         return prompt, answer, letter
 
