@@ -136,18 +136,29 @@ def test_sigkill_and_resume_gives_exactly_the_uninterrupted_rows(tmp_path):
     out = tmp_path / "killed"
     ctx = multiprocessing.get_context("fork")
     rng = random.Random(0)
+    clips = out / ".work" / "clips"
+
+    def finished_clips() -> int:
+        return len(list(clips.glob("*.parquet"))) if clips.is_dir() else 0
+
     kills = 0
     for _ in range(30):
         if writer.is_complete(out):
             break
+        # Kill each worker right after it has finished one more clip (plus a random few milliseconds, so kills also land
+        # while a clip file is being written), not after a fixed time: on a fast machine a timed kill can come too late.
+        before = finished_clips()
         p = ctx.Process(target=_child_run, args=(cfg.to_dict(), str(out)))
         p.start()
-        p.join(timeout=rng.uniform(0.02, 0.2))
+        while p.is_alive() and finished_clips() <= before:
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0.0, 0.005))
         if p.is_alive():
             p.kill()  # SIGKILL
             p.join()
             kills += 1
         else:
+            p.join()
             assert p.exitcode == 0, f"the worker failed (exit code {p.exitcode})"
     assert kills >= 3, "the run finished before it could be killed a few times; make it longer"
     report = run_synthesis(cfg, out, resume=True, progress=False)
