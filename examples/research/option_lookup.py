@@ -21,13 +21,11 @@ import math
 import random
 import time
 
+from thinker4d.prompting import PROMPT_SUFFIX
+
 
 CAMERA_TEXTS = ["Pan Left", "Pan Right", "Tilt Up", "Tilt Down"]
 DISTANCE_TEXTS = ["Closer", "Farther", "About the same distance"]
-SUFFIX = (
-    "Think step by step and imagine the relevant object or region when it helps. Put your reasoning inside "
-    "<think>...</think> and only the final option inside <answer>...</answer>, for example <answer>B. Pan Right</answer>."
-)
 ANSWERS = {
     "plain": "It says {text} = {letter}.",
     "imend": "It says {text} = {letter}.<|im_end|>",
@@ -76,8 +74,12 @@ def main(argv=None) -> dict:
     torch.manual_seed(args.seed)
     tok = AutoTokenizer.from_pretrained(args.tokenizer)
     texts = CAMERA_TEXTS + (DISTANCE_TEXTS if args.texts == "all" else [])
-    letter_ids = {L: tok(f" {L}", add_special_tokens=False)["input_ids"][-1] for L in "ABCD"}
-    eq_id = tok(" =", add_special_tokens=False)["input_ids"][-1]
+
+    def encode(text: str) -> list[int]:
+        return tok(text, add_special_tokens=False)["input_ids"]
+
+    letter_ids = {L: encode(f" {L}")[-1] for L in "ABCD"}
+    eq_id = encode(" =")[-1]
 
     def row(rng):
         options = rng.sample(texts, 4)
@@ -87,13 +89,12 @@ def main(argv=None) -> dict:
         head = "<|vision_start|>" if args.noise_tokens else ""
         if args.prompt == "chat":
             head = f"<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{head}"
-            user = f"{user}\n{SUFFIX}"
+            user = f"{user}\n{PROMPT_SUFFIX}"
         noise = [rng.randrange(256) for _ in range(args.noise_tokens)]  # byte-level symbols, ids 0-255
         if args.noise_tokens:
             user = "<|vision_end|>" + user
-        encode = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
         prompt = encode(head) + noise + encode(user + "\n")
-        answer = tok(ANSWERS[args.answer].format(text=text, letter=letter), add_special_tokens=False)["input_ids"]
+        answer = encode(ANSWERS[args.answer].format(text=text, letter=letter))
         return prompt, answer, letter
 
     config = Qwen2Config(
