@@ -60,7 +60,11 @@ def test_option_reading_rows_are_valid_and_answerable_from_the_options():
         named = row["question"].removeprefix("Which option says ").removesuffix("?")
         assert option_text(row["options"], row["answer"]) == f"{row['answer']}. {named}"
         letter = row["answer"]
-        assert row["cot"] == f"<think>It says {named} = {letter}.</think><answer>{letter}. {named}</answer>"
+        k = "ABCD".index(letter)
+        scan = " ".join(
+            f"{'ABCD'[i]}. {o}? {'Yes' if i == k else 'No.'}" for i, o in enumerate(row["options"][: k + 1])
+        )
+        assert row["cot"] == f"<think>It says {named}. {scan} = {letter}.</think><answer>{letter}. {named}</answer>"
         assert row_problem(row, "text_cot") is None
         letters.add(row["answer"])
     assert letters == set("ABCD")  # the answer letter is spread over the options
@@ -195,7 +199,7 @@ def test_option_order_variants_move_the_letters_with_the_correct_option():
             "question": "How does the camera move?",
             "options": ["A. Tilt Up", "B. Pan Right", "C. Tilt Down", "D. Pan Left"],
             "answer": "B",
-            "cot": body + "Pan Right = B.</think><answer>B. Pan Right</answer>",
+            "cot": body + "Pan Right. A. Tilt Up? No. B. Pan Right? Yes = B.</think><answer>B. Pan Right</answer>",
             "imagery": [frames[0], frames[1]],
         }
         for i in range(12)
@@ -209,7 +213,10 @@ def test_option_order_variants_move_the_letters_with_the_correct_option():
     for row in out:
         letter = row["answer"]
         assert option_text(row["options"], letter) == f"{letter}. Pan Right"
-        assert row["cot"] == body + f"Pan Right = {letter}.</think><answer>{letter}. Pan Right</answer>"
+        texts = [o[3:] for o in row["options"]]
+        k = texts.index("Pan Right")
+        scan = " ".join(f"{'ABCD'[i]}. {t}? {'Yes' if i == k else 'No.'}" for i, t in enumerate(texts[: k + 1]))
+        assert row["cot"] == body + f"Pan Right. {scan} = {letter}.</think><answer>{letter}. Pan Right</answer>"
         assert sorted(o[3:] for o in row["options"]) == ["Pan Left", "Pan Right", "Tilt Down", "Tilt Up"]
         assert row_problem(row, "dift") is None
         letters.add(letter)

@@ -566,7 +566,7 @@ def test_validate_cot(cot, reason):
     assert validate_cot(cot, ["Left", "Right"], "B", 2) == reason
 
 
-def test_compact_cot_names_the_motion_then_its_letter():
+def test_compact_cot_names_the_motion_then_scans_the_options_to_its_letter():
     from thinker4d.data.cot import compact_cot
 
     request = {
@@ -581,11 +581,19 @@ def test_compact_cot_names_the_motion_then_its_letter():
     cot = compact_cot(request)
     assert cot == (
         "<think>The static white cube: <imagery> <imagery> It moves left and keeps its size. "
-        "The camera: Pan Right = B.</think><answer>B. Pan Right</answer>"
+        "The camera: Pan Right. A. Tilt Up? No. B. Pan Right? Yes = B.</think><answer>B. Pan Right</answer>"
     )
     assert validate_cot(cot, request["options"], "B", 2) is None
     other = compact_cot({**request, "answer": "D", "answer_text": "Pan Left", "cues": request["cues"][::-1]})
-    assert other.endswith("right and keeps its size. The camera: Pan Left = D.</think><answer>D. Pan Left</answer>")
+    assert other.endswith(
+        "right and keeps its size. The camera: Pan Left. A. Tilt Up? No. B. Pan Right? No. C. Tilt Down? No. "
+        "D. Pan Left? Yes = D.</think><answer>D. Pan Left</answer>"
+    )
+    assert validate_cot(other, request["options"], "D", 2) is None
+    first = compact_cot({**request, "answer": "A", "answer_text": "Tilt Up"})
+    assert first.endswith("The camera: Tilt Up. A. Tilt Up? Yes = A.</think><answer>A. Tilt Up</answer>")
+    with pytest.raises(ValueError, match="Answer 'E' is not one of the 4 options"):
+        compact_cot({**request, "answer": "E"})
 
 
 def test_overlay_blend_contour_and_key_frames():

@@ -2,8 +2,12 @@
 
 The quickstart's trained models name the right camera motion but often pair it with the wrong (shuffled) option letter.
 This script isolates that skill, without any video: a plain 2-layer `Qwen2ForCausalLM` of the quickstart's text size is
-trained on "Which option says X?" rows drawn fresh every step, with the loss on the answer only, and the letter it
-predicts after "X =" is scored on 200 held-out rows every 200 steps.
+trained on "Which option says X?" rows drawn fresh every step, with the loss on the answer only. Every 200 steps the
+letter it predicts after the gold answer up to its first " =" is scored on 200 held-out rows (`--held`; teacher-forced:
+`letter_accuracy`); at the end the same rows are answered by greedy decoding from the prompt alone and the letter after
+the first " = " of the answer is scored (`generated_letter_accuracy`). For `--answer scan` (the quickstart's option
+scan, "It says Tilt Up. A. Pan Left? No. B. Tilt Up? Yes = B.") only the generated score means anything: teacher
+forcing hands the model the scan, after which the letter is a copy.
 
 ```bash
 thinker4d quickstart --output qs                      # once: its init/model holds the tokenizer used here
@@ -19,8 +23,10 @@ import argparse
 import json
 import math
 import random
+import re
 import time
 
+from thinker4d.data.cot import option_scan
 from thinker4d.prompting import PROMPT_SUFFIX
 
 
@@ -31,6 +37,9 @@ ANSWERS = {
     "imend": "It says {text} = {letter}.<|im_end|>",
     "letter_tag": "<think>It says {text} = {letter}.</think><answer>{letter}</answer><|im_end|>",
     "full": "<think>It says {text} = {letter}.</think><answer>{letter}. {text}</answer><|im_end|>",
+    # The quickstart's option scan (thinker4d.data.cot.option_scan): "It says Tilt Up. A. Pan Left? No. B. Tilt Up?
+    # Yes = B.</think><answer>B. Tilt Up</answer>"
+    "scan": "<think>It says {text}. {scan}<|im_end|>",
 }
 
 
@@ -55,6 +64,8 @@ def parse_args(argv=None):
         "video sits (between <|vision_start|> and <|vision_end|>, before the question), new for every row",
     )
     p.add_argument("--steps", type=int, default=800)
+    p.add_argument("--show-misses", action="store_true", help="print every held-out row the greedy answer gets wrong")
+    p.add_argument("--held", type=int, default=200, help="held-out rows scored")
     p.add_argument("--pool", type=int, default=0, help="draw batches from a fixed pool of this many rows (0: fresh)")
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--kv-heads", type=int, default=2)
@@ -65,8 +76,10 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.steps < 1 or args.pool < 0 or args.noise_tokens < 0 or args.heads % args.kv_heads:
-        raise SystemExit("Need --steps >= 1, --pool >= 0, --noise-tokens >= 0 and --heads a multiple of --kv-heads.")
+    if args.steps < 1 or args.held < 1 or args.pool < 0 or args.noise_tokens < 0 or args.heads % args.kv_heads:
+        raise SystemExit(
+            "Need --steps >= 1, --held >= 1, --pool >= 0, --noise-tokens >= 0 and --heads a multiple of --kv-heads."
+        )
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
@@ -94,7 +107,7 @@ def main(argv=None) -> dict:
         if args.noise_tokens:
             user = "<|vision_end|>" + user
         prompt = encode(head) + noise + encode(user + "\n")
-        answer = encode(ANSWERS[args.answer].format(text=text, letter=letter))
+        answer = encode(ANSWERS[args.answer].format(text=text, letter=letter, scan=option_scan(options, letter)))
         return prompt, answer, letter
 
     config = Qwen2Config(
@@ -115,7 +128,7 @@ def main(argv=None) -> dict:
         opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(s, args.steps) / args.steps))
     )
     held_rng = random.Random(999)
-    held = [row(held_rng) for _ in range(200)]
+    held = [row(held_rng) for _ in range(args.held)]
     pool = [row(random.Random(10**6 + i)) for i in range(args.pool)]
     rng = random.Random(1 + args.seed)
 
@@ -128,6 +141,28 @@ def main(argv=None) -> dict:
             cut = len(prompt) + answer.index(eq_id) + 1  # the letter's position
             logits = model(torch.tensor([ids[:cut]])).logits[0, -1]
             hits += max("ABCD", key=lambda x: logits[letter_ids[x]].item()) == letter
+        model.train()
+        return hits / len(held)
+
+    @torch.no_grad()
+    def generated_letter_accuracy() -> float:
+        """Greedy decoding from the prompt alone; the letter after the first " = " of the decoded answer."""
+        model.eval()
+        hits = 0
+        budget = max(len(a) for _, a, _ in held) + 8
+        for prompt, _, letter in held:
+            out = model.generate(
+                torch.tensor([prompt]),
+                max_new_tokens=budget,
+                do_sample=False,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+            )
+            text = tok.decode(out[0, len(prompt) :])
+            found = re.search(r"= ([A-D])\.", text)
+            hits += bool(found) and found.group(1) == letter
+            if args.show_misses and not (found and found.group(1) == letter):
+                print("MISS", letter, repr(tok.decode(prompt[-40:])), repr(text), flush=True)
         model.train()
         return hits / len(held)
 
@@ -157,7 +192,12 @@ def main(argv=None) -> dict:
             }
             history.append(point)
             print(json.dumps(point), flush=True)
-    summary = {"settings": vars(args), "final_letter_accuracy": history[-1]["letter_accuracy"], "history": history}
+    summary = {
+        "settings": vars(args),
+        "final_letter_accuracy": history[-1]["letter_accuracy"],
+        "generated_letter_accuracy": generated_letter_accuracy(),
+        "history": history,
+    }
     print(json.dumps(summary))
     return summary
 

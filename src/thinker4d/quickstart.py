@@ -309,8 +309,9 @@ def option_reading_rows(train, seed: int = 0):
     it (find the option whose text the reasoning named, copy that option's letter) is what kept every variant near
     chance on shuffled options in ../shared/learnability.md and in our own runs. Each row keeps the clip (so the prompt
     has its usual shape) and gets "Which option says <text>?" over options drawn from the option texts of the training
-    set, with the row's option count, and the answer `<think>It says <text> = B.</think><answer>B. <text></answer>`
-    (the same "<text> = <letter>" ending as the compact CoT). The clip carries no information about the answer.
+    set, with the row's option count, and the answer `<think>It says <text>. A. <option A>? No. B. <text>? Yes =
+    B.</think><answer>B. <text></answer>` (the same option scan, [`thinker4d.data.cot.option_scan`], as the compact
+    CoT ends with). The clip carries no information about the answer.
 
     Args:
         train (`datasets.Dataset`): 4D CoT rows (`id`, `frames`, `fps`, `options`, ...).
@@ -321,6 +322,7 @@ def option_reading_rows(train, seed: int = 0):
     """
     import random
 
+    from thinker4d.data.cot import option_scan
     from thinker4d.prompting import LETTERS
 
     texts = sorted({text for opts in train["options"] for text in _option_texts(opts)})
@@ -338,7 +340,7 @@ def option_reading_rows(train, seed: int = 0):
             "question": f"Which option says {text}?",
             "options": options,
             "answer": letter,
-            "cot": f"<think>It says {text} = {letter}.</think><answer>{letter}. {text}</answer>",
+            "cot": f"<think>It says {text}. " + option_scan(options, letter),
             "imagery": [],
         }
 
@@ -350,9 +352,9 @@ def option_reading_rows(train, seed: int = 0):
 def option_order_variants(train, copies: int, seed: int = 0):
     """Every training row `copies` times: as synthesized, then with its options in `copies - 1` other random orders.
 
-    The answer letter, and the letters of the CoT's ending (`... <text> = B.</think><answer>B. <text></answer>`, the
-    compact RuleTeacher CoT), follow the correct option to its new place, so a clip seen several times does not always
-    come with the same letter. Its measured effect on the quickstart is mixed (docs/quickstart.md): once a gain, once
+    The answer letter, and the CoT's option scan (`A. <option A>? No. B. <text>? Yes = B.</think><answer>B.
+    <text></answer>`, the ending of the compact RuleTeacher CoT, [`thinker4d.data.cot.option_scan`]), follow the
+    correct option to its new place, so a clip seen several times does not always come with the same letter. Its measured effect on the quickstart is mixed (docs/quickstart.md): once a gain, once
     none.
 
     Args:
@@ -365,13 +367,14 @@ def option_order_variants(train, copies: int, seed: int = 0):
         `datasets.Dataset`: `copies * len(train)` rows, the copies of row `i` with ids `<id>/order<v>` (`v >= 1`).
 
     Raises:
-        ValueError: if a CoT does not end with `<text> = <letter>.</think><answer><letter>. <text></answer>` for its
-            answer (other CoTs may mention the letter elsewhere, which this function cannot rewrite; use `copies=1`).
+        ValueError: if a CoT does not end with the option scan of its options and answer (other CoTs may mention the
+            letter elsewhere, which this function cannot rewrite; use `copies=1`).
     """
     import random
 
     from datasets import concatenate_datasets
 
+    from thinker4d.data.cot import option_scan
     from thinker4d.prompting import LETTERS, render_options
 
     if copies < 1:
@@ -383,7 +386,7 @@ def option_order_variants(train, copies: int, seed: int = 0):
         texts = _option_texts(row["options"])
         old = row["answer"]
         text = texts[LETTERS.index(old)]
-        ending = f" = {old}.</think><answer>{old}. {text}</answer>"
+        ending = option_scan(texts, old)
         if not row["cot"].endswith(ending):
             raise ValueError(
                 f"Row {row['id']!r}: option_order_variants rewrites CoTs that end with {ending!r} (the compact "
@@ -392,7 +395,7 @@ def option_order_variants(train, copies: int, seed: int = 0):
         rng = random.Random(seed * 1_000_003 + 7919 * v + i)
         rng.shuffle(texts)
         new = LETTERS[texts.index(text)]
-        cot = row["cot"][: -len(ending)] + f" = {new}.</think><answer>{new}. {text}</answer>"
+        cot = row["cot"][: -len(ending)] + option_scan(texts, new)
         return {"id": f"{row['id']}/order{v}", "options": render_options(texts), "answer": new, "cot": cot}
 
     # The first copy is `train` itself; the second copy's map checks every row's ending (and raises) on the way.

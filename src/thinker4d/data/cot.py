@@ -137,23 +137,49 @@ def _shift_direction(a: dict, b: dict) -> str:
     return f"{' and '.join(parts) or 'nowhere'} and {size}"
 
 
+def option_scan(options, answer: str) -> str:
+    """The end of a compact CoT: the options read in order up to the correct one, each judged, then its letter and
+    the answer block.
+
+    `option_scan(["Tilt Up", "Pan Right", "Pan Left"], "B")` is
+    `"A. Tilt Up? No. B. Pan Right? Yes = B.</think><answer>B. Pan Right</answer>"`.
+
+    Each step is something a tiny transformer learns quickly: copy the next option line from the prompt, compare it
+    with the motion the reasoning just named, and, after the "Yes", repeat the letter it wrote a few tokens back.
+    Writing the letter right after the motion's name ("Pan Right = B.") instead asks for one long-range lookup (find
+    the option whose text matches, copy the letter before it), which the quickstart's 2-layer model learned in some
+    runs and not in others (docs/quickstart.md has the measurements).
+
+    Args:
+        options (`list[str]`): the question's options, with or without their letters.
+        answer (`str`): the correct letter.
+    """
+    from thinker4d.prompting import LETTERS
+
+    rendered = render_options(options)
+    k = LETTERS.index(answer)
+    if k >= len(rendered):
+        raise ValueError(f"Answer {answer!r} is not one of the {len(rendered)} options {rendered!r}.")
+    scan = " ".join(f"{line}? {'Yes' if i == k else 'No.'}" for i, line in enumerate(rendered[: k + 1]))
+    return f"{scan} = {answer}.</think><answer>{rendered[k]}</answer>"
+
+
 def compact_cot(request: dict) -> str:
-    """A short RuleTeacher CoT: the landmark, one `<imagery>` per key frame, the apparent shift (in words), then the
-    motion named and, right after it, the letter of the option that says it ("The camera: Pan Right = B."). Same
-    structure and markers as [`templated_cot`], about a fifth of the length, for small models trained from scratch
-    (the quickstart), where every reasoning token costs compute. A tiny model finds the letter of a shuffled option
-    list only when the reasoning names the motion first and the letter follows the name directly
-    (../shared/learnability.md; docs/quickstart.md has the measurements)."""
+    """A short RuleTeacher CoT: the landmark, one `<imagery>` per key frame, the apparent shift (in words), the motion
+    named, then the options read in order up to that motion and its letter ([`option_scan`]):
+    "The camera: Pan Right. A. Tilt Up? No. B. Pan Right? Yes = B.". Same structure and markers as [`templated_cot`],
+    a fraction of its length, for small models trained from scratch (the quickstart), where every reasoning token
+    costs compute. A tiny model finds the letter of a shuffled option list only when the reasoning names the motion
+    first (../shared/learnability.md), and reliably only when it then reads the options one by one
+    (docs/quickstart.md has the measurements)."""
     name, cues = request["landmark"], request["cues"]
     role = "static" if request["role"] == "static" else "moving"
     imagery = " ".join("<imagery>" for _ in cues)
     shift = _shift_direction(cues[0], cues[-1])
     subject = "camera" if request["task"] == "camera_motion" else name
-    answer = option_text(request["options"], request["answer"])
     return (
-        f"<think>The {role} {name}: {imagery} It moves {shift}. The {subject}: {request['answer_text']} = "
-        f"{request['answer']}.</think>"
-        f"<answer>{answer}</answer>"
+        f"<think>The {role} {name}: {imagery} It moves {shift}. The {subject}: {request['answer_text']}. "
+        + option_scan(request["options"], request["answer"])
     )
 
 
@@ -206,4 +232,4 @@ def assemble_cot(reasoning: str, answer: str, options) -> str:
     return f"<think>{str(reasoning).strip()}</think><answer>{ans}</answer>"
 
 
-__all__ = ["COT_SCHEMA", "assemble_cot", "compact_cot", "cot_prompt", "mask_cues", "templated_cot"]
+__all__ = ["COT_SCHEMA", "assemble_cot", "compact_cot", "cot_prompt", "mask_cues", "option_scan", "templated_cot"]
