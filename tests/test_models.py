@@ -380,6 +380,72 @@ def test_max_imagery_blocks_suppress_and_error(tiny_model_and_processor):
         )
 
 
+def test_top_p_sampling_when_the_model_prefers_a_masked_latent_token(tiny_model_and_processor):
+    # A model that puts almost all its mass on <|latent_end|> (a DIFT model does so at the last slot of a block): top-p
+    # 0.9 keeps that token alone, and masking it afterwards left a row with no token (multinomial raised on NaN). The
+    # masks now go on before the processors as well, so top-p picks among the tokens a row may produce.
+    model, processor = tiny_model_and_processor
+    start, pad, end = latent_ids(model)
+
+    def prefer_end(module, args, output):
+        output = output.clone()
+        output[..., end] += 1e4
+        return output
+
+    handle = model.lm_head.register_forward_hook(prefer_end)
+    try:
+        inputs = video_inputs(processor, 2)
+        force = ForceImageryAt(start, processor.tokenizer.pad_token_id)
+        torch.manual_seed(0)
+        out = model.generate(
+            **inputs,
+            max_new_tokens=20,
+            do_sample=True,
+            top_p=0.9,
+            top_k=0,
+            logits_processor=LogitsProcessorList([force]),
+            return_dict_in_generate=True,
+        )
+    finally:
+        handle.remove()
+    new = out.sequences[:, inputs["input_ids"].shape[1] :]
+    assert out.imagery_blocks.tolist() == [2, 2]  # the forced blocks opened and closed
+    for row in new.tolist():
+        for i, token in enumerate(row):
+            if token == end:  # <|latent_end|> only where a block of K = 4 slots closes
+                assert row[i - 5 : i] == [start, pad, pad, pad, pad]
+
+
+def test_a_processor_that_leaves_only_masked_tokens_falls_back_to_the_model(tiny_model_and_processor):
+    # A processor forcing <|latent_start|> at every step, with the block limit reached: the row goes on in text with the
+    # model's own choice (it used to take token 0 when greedy and raise on NaN when sampling).
+    model, processor = tiny_model_and_processor
+    start, pad, end = latent_ids(model)
+    inputs = video_inputs(processor, 1)
+    runs = []
+    for do_sample in (False, True):
+        always = ForceImageryAt(start, processor.tokenizer.pad_token_id, schedule=lambda key: range(0, 100))
+        out = model.generate(
+            **inputs,
+            max_new_tokens=12,
+            do_sample=do_sample,
+            top_k=0,
+            top_p=1.0,
+            logits_processor=LogitsProcessorList([always]),
+            max_imagery_blocks=1,
+            return_dict_in_generate=True,
+            output_logits=True,
+        )
+        runs.append((out.sequences[0, inputs["input_ids"].shape[1] :].tolist(), out.logits))
+    tokens, logits = runs[0]
+    assert tokens[:6] == [start, pad, pad, pad, pad, end]  # the one block allowed, then text
+    for step in range(6, 12):  # greedy: the model's best token other than the three latent tokens
+        own = logits[step][0].clone()
+        own[[start, pad, end]] = -float("inf")
+        assert tokens[step] == int(own.argmax())
+    assert not {start, pad, end} & set(runs[1][6:])
+
+
 # ----------------------------------------------------------------------------------------------------- imagery
 def test_imagery_targets_and_teacher_forcing(tiny_model_and_processor):
     model, processor = tiny_model_and_processor

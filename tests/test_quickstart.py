@@ -179,6 +179,9 @@ def test_verdict_reports_the_target_and_the_text_baseline_honestly():
     verdict = _verdict(bad, {"dift": {"camera_motion": 0.4}})
     assert "does not beat the text-only CoT baseline" in verdict and "(+10.0 points" in verdict
     assert "mostly the mapping" not in verdict  # naming is as poor as the letters: not a letter problem
+    assert "4DRL" not in verdict  # no RL phase in these results
+    verdict = _verdict({**good, "dift_grpo": {"camera_motion": 0.5}})
+    assert "DIFT + 4DRL scores 50.0% on camera motion (-10.0 points)" in verdict
 
 
 def test_option_order_variants_move_the_letters_with_the_correct_option():

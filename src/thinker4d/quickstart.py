@@ -15,7 +15,8 @@ from the paper, and why:
 4. The rule teacher writes its compact CoT (`cot_style="compact"`), and the world's camera motion is restricted to
    four rotations (`camera_motions`), the setting ../shared/learnability.md found learnable in minutes; SynthDSR is
    built with the same restriction, so training and evaluation match.
-5. The RL phase is short (tens of steps) and only shows that 4DRL runs on-policy from the DIFT model.
+5. The RL phase is short (tens of steps) and only shows that 4DRL runs on-policy from the DIFT model (rollouts
+   sample with the paper's temperature 1.0 and top_p 0.9).
 6. A random model cannot read a multiple-choice list, and a pretrained LLM can: every model (the "untrained" one
    included) starts from a short option-reading warm-up ([`option_reading_rows`]: "Which option says Tilt Up?"
    over the training set's option texts; the clip carries no information about the answer). Without it no variant
@@ -24,10 +25,11 @@ from the paper, and why:
    training and decoding alike. Unscaled (the paper), the pooled vision targets are about 2.6x the embedding norm in
    training and the fed-back hidden states about 57x at inference. Its measured effect here is mixed (one run 64%
    against 41% unscaled on camera motion, another 36%; docs/quickstart.md).
-8. Reading the shuffled option letter is this tiny model's bottleneck. The compact CoT ends "<motion> = <letter>."
-   (the letter right after the name, as ../shared/learnability.md recommends). Other levers are flags whose measured
-   effect was mixed (`--num-kv-heads`, `--warmup-steps`, `--option-orders`); docs/quickstart.md lists the runs. None
-   of them makes the letter mapping reliable at this budget.
+8. Reading the shuffled option letter was this tiny model's bottleneck: it named the motion and paired it with a
+   wrong letter. The compact CoT therefore ends with an option scan, "The camera: Pan Right. A. Tilt Up? No. B. Pan
+   Right? Yes = B." ([`thinker4d.data.cot.option_scan`]), and the warm-up trains the same scan; with it the CoT models
+   give the letter of the option they name (docs/quickstart.md has the runs). The other levers tried before the scan
+   are flags whose measured effect was mixed (`--num-kv-heads`, `--warmup-steps`, `--option-orders`).
 
 Every stage writes its results under the output folder and a `DONE.json` marker last; a rerun (for instance after
 Ctrl-C) reuses finished stages and resumes unfinished ones (synthesis per clip, training from the last checkpoint,
@@ -490,7 +492,7 @@ def stage_grpo(root: Path, cfg: QuickstartConfig, dift_dir: Path, train, budget:
         learning_rate=cfg.grpo_learning_rate,
         beta=0.0,
         temperature=1.0,
-        top_p=1.0,
+        top_p=0.9,  # the paper's rollout sampling
         logging_steps=1,
         save_steps=max(4, cfg.grpo_steps // 2),
         save_total_limit=1,
@@ -817,6 +819,12 @@ def _verdict(results: dict, named: dict | None = None) -> str:
                 f"At this scale DIFT does not beat the text-only CoT baseline on camera motion ({text * 100:.1f}%): "
                 "the imagery supervision did not help here."
             )
+    rl = results.get("dift_grpo", {}).get("camera_motion")
+    if dift is not None and rl is not None:
+        parts.append(
+            f"After the 4DRL phase, DIFT + 4DRL scores {rl * 100:.1f}% on camera motion ({(rl - dift) * 100:+.1f} "
+            "points)."
+        )
     if named and "dift" in named and named["dift"].get("camera_motion") is not None:
         right_name = named["dift"]["camera_motion"]
         parts.append(

@@ -149,6 +149,12 @@ def latent_sample(
     feed_hidden = torch.zeros(batch_size, dtype=torch.bool, device=device)
     latent_steps: list[tuple[torch.Tensor, torch.Tensor, int]] = []  # (rows mask, vectors, column)
 
+    def mask_latent_tokens(next_scores: torch.Tensor) -> None:
+        next_scores[:, pad_id] = -float("inf")
+        next_scores[:, end_id] = -float("inf")
+        if max_imagery_blocks is not None and on_imagery_limit == "suppress":
+            next_scores[blocks >= max_imagery_blocks, start_id] = -float("inf")
+
     embed = model.get_input_embeddings()
     # The hidden state to feed back is the input of lm_head (last layer, post-norm), read by a forward pre-hook, so
     # the loop also runs on stock-class models whose config carries the latent fields (the Hub custom_generate path).
@@ -179,23 +185,32 @@ def latent_sample(
             next_token_logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=device)
             if output_logits:  # the model's own distribution, before the latent masks and logits processors
                 raw_logits += (next_token_logits.clone(),)
+            # Latent slots are never text, a block cannot be closed before it was opened, and rows at their block limit
+            # cannot open another one. The masks go on before the user's processors, so that top-k / top-p choose among
+            # tokens that can be sampled (a top-p set holding only `<|latent_end|>` would otherwise leave the row with
+            # nothing), and again after them, so that no processor brings a masked token back.
+            mask_latent_tokens(next_token_logits)
+            allowed = next_token_logits.clone()  # the model's own scores over the tokens a row may produce
             next_token_scores = logits_processor(input_ids, next_token_logits)
-            # Applied after the user's processors so they have the last word: latent slots are never text, a block cannot
-            # be closed before it was opened, and rows at their block limit cannot open another one.
-            next_token_scores[:, pad_id] = -float("inf")
-            next_token_scores[:, end_id] = -float("inf")
-            if max_imagery_blocks is not None and on_imagery_limit == "suppress":
-                next_token_scores[blocks >= max_imagery_blocks, start_id] = -float("inf")
+            mask_latent_tokens(next_token_scores)
+            in_slots = slots_left > 0
+            # Rows inside a block, at a forced `<|latent_end|>` or finished throw their sampled token away below.
+            discarded = in_slots | force_end | ~unfinished.bool()
+            # A row whose processors left only masked tokens (one that forces `<|latent_start|>` past the block limit,
+            # say) goes on in text with the model's own choice among the tokens it may produce.
+            stuck = ~discarded & torch.isneginf(next_token_scores).all(dim=-1)
+            if bool(stuck.any()):
+                next_token_scores = torch.where(stuck[:, None], allowed, next_token_scores)
             if output_scores:
                 scores += (next_token_scores,)
-
+            # Discarded rows sample from finite scores, so what a processor left them cannot break the batch's sampling.
+            next_token_scores = torch.where(discarded[:, None], torch.zeros_like(next_token_scores), next_token_scores)
             if do_sample:
                 probs = torch.nn.functional.softmax(next_token_scores, dim=-1)
                 sampled = torch.multinomial(probs, num_samples=1).squeeze(1)
             else:
                 sampled = torch.argmax(next_token_scores, dim=-1)
 
-            in_slots = slots_left > 0
             # Rows inside a block: the sampled token is discarded; a slot (fed with this step's hidden) or the forced end.
             next_tokens = torch.where(in_slots, torch.full_like(sampled, pad_id), sampled)
             next_tokens = torch.where(force_end, torch.full_like(sampled, end_id), next_tokens)
