@@ -20,7 +20,8 @@ from the paper, and why:
 6. A random model cannot read a multiple-choice list, and a pretrained LLM can: every model (the "untrained" one
    included) starts from a short option-reading warm-up ([`option_reading_rows`]: "Which option says Tilt Up?"
    over the training set's option texts; the clip carries no information about the answer). Without it no variant
-   learned, within the budget, to map the motion it names to the shuffled option letter.
+   learned, within the budget, to map the motion it names to the shuffled option letter (with the option scan of
+   item 8, a text CoT trained without it still gave the wrong letter for a quarter of the motions it named).
 7. DIFT scales every vector at a latent slot to the token-embedding norm (`DIFTConfig.latent_norm="embedding"`), in
    training and decoding alike. Unscaled (the paper), the pooled vision targets are about 2.6x the embedding norm in
    training and the fed-back hidden states about 57x at inference. Its measured effect here is mixed (one run 64%
