@@ -380,6 +380,13 @@ def test_max_imagery_blocks_suppress_and_error(tiny_model_and_processor):
         )
 
 
+def forced_generate(model, inputs, processor, **kw):
+    """`generate` with one extra logits processor, no top-k, returning the dict output."""
+    return model.generate(
+        **inputs, top_k=0, logits_processor=LogitsProcessorList([processor]), return_dict_in_generate=True, **kw
+    )
+
+
 def test_top_p_sampling_when_the_model_prefers_a_masked_latent_token(tiny_model_and_processor):
     # A model that puts almost all its mass on <|latent_end|> (a DIFT model does so at the last slot of a block): top-p
     # 0.9 keeps that token alone, and masking it afterwards left a row with no token (multinomial raised on NaN). The
@@ -397,15 +404,7 @@ def test_top_p_sampling_when_the_model_prefers_a_masked_latent_token(tiny_model_
         inputs = video_inputs(processor, 2)
         force = ForceImageryAt(start, processor.tokenizer.pad_token_id)
         torch.manual_seed(0)
-        out = model.generate(
-            **inputs,
-            max_new_tokens=20,
-            do_sample=True,
-            top_p=0.9,
-            top_k=0,
-            logits_processor=LogitsProcessorList([force]),
-            return_dict_in_generate=True,
-        )
+        out = forced_generate(model, inputs, force, max_new_tokens=20, do_sample=True, top_p=0.9)
     finally:
         handle.remove()
     new = out.sequences[:, inputs["input_ids"].shape[1] :]
@@ -425,20 +424,14 @@ def test_a_processor_that_leaves_only_masked_tokens_falls_back_to_the_model(tiny
     runs = []
     for do_sample in (False, True):
         always = ForceImageryAt(start, processor.tokenizer.pad_token_id, schedule=lambda key: range(0, 100))
-        out = model.generate(
-            **inputs,
-            max_new_tokens=12,
-            do_sample=do_sample,
-            top_k=0,
-            top_p=1.0,
-            logits_processor=LogitsProcessorList([always]),
-            max_imagery_blocks=1,
-            return_dict_in_generate=True,
-            output_logits=True,
+        out = forced_generate(
+            model, inputs, always, max_new_tokens=12, do_sample=do_sample, max_imagery_blocks=1, output_logits=True
         )
         runs.append((out.sequences[0, inputs["input_ids"].shape[1] :].tolist(), out.logits))
+    for tokens, _ in runs:
+        assert tokens[:6] == [start, pad, pad, pad, pad, end]  # the one block allowed, then text
+        assert not {start, pad, end} & set(tokens[6:])
     tokens, logits = runs[0]
-    assert tokens[:6] == [start, pad, pad, pad, pad, end]  # the one block allowed, then text
     for step in range(6, 12):  # greedy: the model's best token other than the three latent tokens
         own = logits[step][0].clone()
         own[[start, pad, end]] = -float("inf")
