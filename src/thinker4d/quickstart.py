@@ -357,8 +357,8 @@ def option_order_variants(train, copies: int, seed: int = 0):
 
     The answer letter, and the CoT's option scan (`A. <option A>? No. B. <text>? Yes = B.</think><answer>B.
     <text></answer>`, the ending of the compact RuleTeacher CoT, [`thinker4d.data.cot.option_scan`]), follow the
-    correct option to its new place, so a clip seen several times does not always come with the same letter. Its measured effect on the quickstart is mixed (docs/quickstart.md): once a gain, once
-    none.
+    correct option to its new place, so a clip seen several times does not always come with the same letter. Its
+    measured effect on the quickstart, before the option scan, was mixed (docs/quickstart.md): once a gain, once none.
 
     Args:
         train (`datasets.Dataset`): rows with `id`, `options`, `answer` and a compact `cot`.
