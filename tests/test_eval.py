@@ -345,6 +345,15 @@ def test_synthdsr_loader(tmp_path, layout):
     frames, fps = ex[2].frames()
     assert frames.shape == (3, 16, 16, 3) and frames.dtype == np.uint8 and fps == 8.0
     assert frames[1, 0, 0, 0] == 10
+    if layout == "parquet":
+        # one parquet file works too (loaded as the only split, "train"); a folder's splits are named in the error
+        assert len(SynthDSR().load(next((tmp_path / "data").glob("*.parquet")), split="train")) == 3
+        with pytest.raises(ValueError, match=r"has no split 'dev'; available: \['test'\]. Pass one of them"):
+            SynthDSR().load(tmp_path, split="dev")
+    with pytest.raises(FileNotFoundError, match="not found: pass a local folder, a parquet file or a Hub dataset id"):
+        SynthDSR().load(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError, match="Dataset ~/no-such-synthdsr not found"):  # not taken for a Hub id
+        SynthDSR().load("~/no-such-synthdsr")
 
 
 def test_dyn_bench_loader(tmp_path):

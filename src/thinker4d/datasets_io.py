@@ -43,7 +43,7 @@ def load_thinker4d_dataset(
     """
     import datasets
 
-    p = Path(path)
+    p = Path(path).expanduser()
     cache = str(cache_dir) if cache_dir is not None else None
     if p.is_dir() and ((p / "state.json").is_file() or (p / "dataset_dict.json").is_file()):
         ds = datasets.load_from_disk(str(p))
@@ -53,7 +53,7 @@ def load_thinker4d_dataset(
         ds = datasets.load_dataset("parquet", data_files={"train": str(p.resolve())}, cache_dir=cache)
     elif p.exists():
         ds = datasets.load_dataset(str(p), cache_dir=cache)
-    elif str(path).count("/") == 1 and not str(path).startswith((".", "/")):
+    elif str(path).count("/") == 1 and not str(path).startswith((".", "/", "~")):
         ds = datasets.load_dataset(str(path), cache_dir=cache)
     else:
         raise FileNotFoundError(f"Dataset {path} not found: pass a local folder, a parquet file or a Hub dataset id.")
@@ -61,6 +61,6 @@ def load_thinker4d_dataset(
         return ds
     if isinstance(ds, datasets.DatasetDict):
         if split not in ds:
-            raise ValueError(f"{path} has no split {split!r}; available: {list(ds)}.")
+            raise ValueError(f"{path} has no split {split!r}; available: {list(ds)}. Pass one of them as the split.")
         return ds[split]
     return ds

@@ -9,10 +9,7 @@ the runner's frame cap still applies.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-from .base import Example, Task, frames_from_images, is_hub_id, parse_answer, parse_options
+from .base import Example, Task, frames_from_images, parse_answer, parse_options
 
 
 SYNTHDSR_SUBTASKS = {
@@ -22,29 +19,6 @@ SYNTHDSR_SUBTASKS = {
     "object_speed": "Object Speed",
     "object_bbox": "Object Box",
 }
-
-
-def load_rows(data: str | os.PathLike, split: str = "test"):
-    """A `datasets.Dataset`: `save_to_disk` folders, parquet folders (`load_dataset(dir)`), or a Hub id."""
-    import datasets
-
-    from thinker4d.datasets_io import local_parquet_files
-
-    path = Path(data)
-    if path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file()):
-        ds = datasets.load_from_disk(str(path))
-    elif path.is_dir() and local_parquet_files(path):
-        # absolute data files: a folder-name-keyed cache could otherwise return another build's rows
-        ds = datasets.load_dataset("parquet", data_files=local_parquet_files(path))
-    elif path.exists() or is_hub_id(data):
-        ds = datasets.load_dataset(str(data))
-    else:
-        raise FileNotFoundError(f"Dataset {data} not found: pass a local folder or a Hub dataset id.")
-    if isinstance(ds, datasets.DatasetDict):
-        if split not in ds:
-            raise ValueError(f"{data} has no split {split!r}; available: {list(ds)}. Pass --split.")
-        ds = ds[split]
-    return ds
 
 
 class SynthDSR(Task):
@@ -62,7 +36,9 @@ class SynthDSR(Task):
     subtasks = SYNTHDSR_SUBTASKS
 
     def load(self, data, limit: int | None = None, split: str = "test", **kwargs) -> list[Example]:
-        ds = load_rows(data, split)
+        from thinker4d.datasets_io import load_thinker4d_dataset
+
+        ds = load_thinker4d_dataset(data, split=split)
         missing = {"question", "options", "answer", "frames"} - set(ds.column_names)
         if missing:
             raise ValueError(
