@@ -18,6 +18,12 @@ import os
 from pathlib import Path
 
 
+def is_hub_id(data) -> bool:
+    """`owner/name` that is not an existing local path (and not a `.`-, `/`- or `~`-rooted one)."""
+    text = str(data)
+    return not Path(text).exists() and text.count("/") == 1 and not text.startswith((".", "/", "~"))
+
+
 def local_parquet_files(path: str | os.PathLike) -> dict[str, list[str]]:
     """`{split: [absolute parquet paths]}` of a thinker4d dataset folder (`data/<split>-*.parquet`)."""
     data = Path(path) / "data"
@@ -53,7 +59,7 @@ def load_thinker4d_dataset(
         ds = datasets.load_dataset("parquet", data_files={"train": str(p.resolve())}, cache_dir=cache)
     elif p.exists():
         ds = datasets.load_dataset(str(p), cache_dir=cache)
-    elif str(path).count("/") == 1 and not str(path).startswith((".", "/", "~")):
+    elif is_hub_id(path):
         ds = datasets.load_dataset(str(path), cache_dir=cache)
     else:
         raise FileNotFoundError(f"Dataset {path} not found: pass a local folder, a parquet file or a Hub dataset id.")

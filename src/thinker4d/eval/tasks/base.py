@@ -11,7 +11,6 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -116,12 +115,6 @@ class Task:
             "pred_lenient": lenient,
             "hit_lenient": int(lenient is not None and lenient == example.answer),
         }
-
-
-def is_hub_id(data) -> bool:
-    """`owner/name` that is not an existing local path."""
-    text = str(data)
-    return not Path(text).exists() and text.count("/") == 1 and not text.startswith((".", "/", "~"))
 
 
 def frames_from_images(images, fps: float) -> tuple[np.ndarray, float]:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .base import Example, Task, is_hub_id, parse_answer, parse_options
+from ...datasets_io import is_hub_id
+from .base import Example, Task, parse_answer, parse_options
 
 
 DSR_SUBTASKS = {

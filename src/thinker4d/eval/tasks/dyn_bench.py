@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Example, Task, is_hub_id, parse_answer, parse_options
+from ...datasets_io import is_hub_id
+from .base import Example, Task, parse_answer, parse_options
 
 
 DYN_SUBTASKS = {"inter_object": "Inter-Object", "object_scene": "Object-Scene", "camera_object": "Camera-Object"}

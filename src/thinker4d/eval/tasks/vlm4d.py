@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .base import Example, Task, is_hub_id, parse_options
+from ...datasets_io import is_hub_id
+from .base import Example, Task, parse_options
 
 
 VLM4D_SUBTASKS = {"real": "Real", "synthetic": "Synthetic"}
