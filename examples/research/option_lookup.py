@@ -28,7 +28,7 @@ import re
 import time
 
 from thinker4d.data.cot import option_scan
-from thinker4d.prompting import PROMPT_SUFFIX
+from thinker4d.prompting import PROMPT_SUFFIX, render_options
 
 
 CAMERA_TEXTS = ["Pan Left", "Pan Right", "Tilt Up", "Tilt Down"]
@@ -99,7 +99,7 @@ def main(argv=None) -> dict:
         options = rng.sample(texts, 4)
         k = rng.randrange(4)
         letter, text = "ABCD"[k], options[k]
-        user = f"Which option says {text}?\n" + "\n".join(f"{'ABCD'[i]}. {o}" for i, o in enumerate(options))
+        user = f"Which option says {text}?\n" + "\n".join(render_options(options))
         head = "<|vision_start|>" if args.noise_tokens else ""
         if args.prompt == "chat":
             head = f"<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{head}"
@@ -161,8 +161,9 @@ def main(argv=None) -> dict:
             )
             text = tok.decode(out[0, len(prompt) :])
             found = re.search(r"= ([A-D])\.", text)
-            hits += bool(found) and found.group(1) == letter
-            if args.show_misses and not (found and found.group(1) == letter):
+            right = bool(found) and found.group(1) == letter
+            hits += right
+            if args.show_misses and not right:
                 print("MISS", letter, repr(tok.decode(prompt[-40:])), repr(text), flush=True)
         model.train()
         return hits / len(held)
