@@ -40,7 +40,7 @@ def test_option_lookup_probe_trains_and_scores(tmp_path, capsys):
     assert 0.0 <= summary["final_letter_accuracy"] <= 1.0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary
     scan = probe.main([*args, "--answer", "scan", "--held", "3", "--show-misses"])
-    assert summary["settings"]["answer"] == "full" and scan["settings"]["held"] == 3
+    assert scan["settings"]["answer"] == "scan" and scan["settings"]["held"] == 3
     assert scan["generated_letter_accuracy"] in (0.0, 1 / 3, 2 / 3, 1.0)  # greedy answers of 3 held-out rows
     misses = [line for line in capsys.readouterr().out.splitlines() if line.startswith("MISS ")]
     assert len(misses) == round(3 * (1 - scan["generated_letter_accuracy"]))

@@ -34,6 +34,11 @@ def marker_times(root: Path) -> dict:
     return {p.parent.name: p.stat().st_mtime_ns for p in root.glob("*/DONE.json")}
 
 
+def expected_scan(texts, k):
+    """The option scan written out by hand: `A. <text>? No. B. <text>? Yes` up to option `k`."""
+    return " ".join(f"{'ABCD'[i]}. {t}? {'Yes' if i == k else 'No.'}" for i, t in enumerate(texts[: k + 1]))
+
+
 def test_option_reading_rows_are_valid_and_answerable_from_the_options():
     import numpy as np
     from datasets import Dataset
@@ -60,10 +65,7 @@ def test_option_reading_rows_are_valid_and_answerable_from_the_options():
         named = row["question"].removeprefix("Which option says ").removesuffix("?")
         assert option_text(row["options"], row["answer"]) == f"{row['answer']}. {named}"
         letter = row["answer"]
-        k = "ABCD".index(letter)
-        scan = " ".join(
-            f"{'ABCD'[i]}. {o}? {'Yes' if i == k else 'No.'}" for i, o in enumerate(row["options"][: k + 1])
-        )
+        scan = expected_scan(row["options"], "ABCD".index(letter))
         assert row["cot"] == f"<think>It says {named}. {scan} = {letter}.</think><answer>{letter}. {named}</answer>"
         assert row_problem(row, "text_cot") is None
         letters.add(row["answer"])
@@ -255,8 +257,7 @@ def test_option_order_variants_move_the_letters_with_the_correct_option():
         letter = row["answer"]
         assert option_text(row["options"], letter) == f"{letter}. Pan Right"
         texts = [o[3:] for o in row["options"]]
-        k = texts.index("Pan Right")
-        scan = " ".join(f"{'ABCD'[i]}. {t}? {'Yes' if i == k else 'No.'}" for i, t in enumerate(texts[: k + 1]))
+        scan = expected_scan(texts, texts.index("Pan Right"))
         assert row["cot"] == body + f"Pan Right. {scan} = {letter}.</think><answer>{letter}. Pan Right</answer>"
         assert sorted(o[3:] for o in row["options"]) == ["Pan Left", "Pan Right", "Tilt Down", "Tilt Up"]
         assert row_problem(row, "dift") is None
