@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from thinker4d.prompting import option_text, render_options
+from thinker4d.prompting import LETTERS, option_text, render_options
 
 
 def _position_words(cx: float, cy: float) -> str:
@@ -154,8 +154,6 @@ def option_scan(options, answer: str) -> str:
         options (`list[str]`): the question's options, with or without their letters.
         answer (`str`): the correct letter.
     """
-    from thinker4d.prompting import LETTERS
-
     rendered = render_options(options)
     k = LETTERS.index(answer)
     if k >= len(rendered):

@@ -190,7 +190,6 @@ def latent_sample(
             # tokens that can be sampled (a top-p set holding only `<|latent_end|>` would otherwise leave the row with
             # nothing), and again after them, so that no processor brings a masked token back.
             mask_latent_tokens(next_token_logits)
-            allowed = next_token_logits.clone()  # the model's own scores over the tokens a row may produce
             next_token_scores = logits_processor(input_ids, next_token_logits)
             mask_latent_tokens(next_token_scores)
             in_slots = slots_left > 0
@@ -199,7 +198,9 @@ def latent_sample(
             # A row whose processors left only masked tokens (one that forces `<|latent_start|>` past the block limit,
             # say) goes on in text with the model's own choice among the tokens it may produce.
             stuck = ~discarded & torch.isneginf(next_token_scores).all(dim=-1)
-            if bool(stuck.any()):
+            if bool(stuck.any()):  # rare: rebuild the model's masked scores (processors may have edited them in place)
+                allowed = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=device)
+                mask_latent_tokens(allowed)
                 next_token_scores = torch.where(stuck[:, None], allowed, next_token_scores)
             if output_scores:
                 scores += (next_token_scores,)
