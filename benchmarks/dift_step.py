@@ -1,6 +1,6 @@
 """DIFT step cost against a plain SFT step on the same model and batch, and collator throughput. Prints one JSON object.
 
-Claims measured (issue 4): a DIFT step with cached imagery targets costs <= 1.10x an SFT step; the collator turns
+Claims measured: a DIFT step with cached imagery targets costs <= 1.10x an SFT step; the collator turns
 >= 1,000 rows/s of 8-frame rows into batches on 2 cores.
 
 - `step_ratio_cached` / `step_ratio_uncached`: median time of a DIFT training step (forward, loss, backward, AdamW step)

@@ -1,6 +1,6 @@
 """The one prompt every stage uses: DIFT, 4DRL rollouts and evaluation render questions through these functions, so
-the model is always asked the same way it was trained (the paper's code drifted between three suffixes; reference
-notes §6.9).
+the model is always asked the same way it was trained (the paper's code drifted between three suffixes;
+docs/paper_differences.md, section 8).
 
 Example:
 

@@ -4,7 +4,8 @@ They plug straight into trl's `GRPOTrainer(reward_funcs=[accuracy_reward, format
 [`thinker4d.trainers.LatentGRPOTrainer`], whose defaults they are (weights 1.0 and 0.2, as in the paper).
 `completions` may be plain strings or conversational (`[{"role": "assistant", "content": str}]`).
 
-Paper: https://huggingface.co/papers/2605.05997 (4DRL). What differs from the paper's code (reference notes §2.5):
+Paper: https://huggingface.co/papers/2605.05997 (4DRL). What differs from the paper's code
+(docs/paper_differences.md, section 7):
 
 1. `accuracy_reward` is strict: the letter must be the only option named inside the final `<answer>...</answer>`
    (parsed once, by [`thinker4d.eval.extract_choice`], the same parser evaluation uses). The paper took the first

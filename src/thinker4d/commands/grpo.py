@@ -1,4 +1,4 @@
-"""`thinker4d grpo`: 4DRL (GRPO with latent imagery rollouts) on DSR-Train or DESIGN.md RL rows.
+"""`thinker4d grpo`: 4DRL (GRPO with latent imagery rollouts) on DSR-Train or docs/design.md RL rows.
 
 ```bash
 thinker4d grpo --config examples/recipes/Qwen2.5-VL-3B/grpo/config_paper.yaml

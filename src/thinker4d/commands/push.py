@@ -8,7 +8,7 @@ Examples:
 ```bash
 thinker4d push out/4drl --repo-id me/4dthinker-3b --eval-summary runs/4drl-dsr/summary.json \\
     --base-model Qwen/Qwen2.5-VL-3B-Instruct --datasets me/4d-cot --private
-thinker4d push out/4drl --repo-id me/4dthinker-3b --dry-run /tmp/preview     # inspect, upload nothing
+thinker4d push out/4drl --repo-id me/4dthinker-3b --dry-run preview          # inspect, upload nothing
 thinker4d push data/cot --dataset --repo-id me/4d-cot --license cc-by-nc-sa-4.0
 ```
 

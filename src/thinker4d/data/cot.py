@@ -1,7 +1,7 @@
 """Stage 6, chain of thought: the request a teacher answers, the templated CoT and the teacher prompt
 (https://huggingface.co/papers/2605.05997, §3.1 "Imagery-based CoT synthesis", Appendix B Figs. 10-11).
 
-What differs from the paper (reference notes §4.1):
+What differs from the paper (docs/paper_differences.md, sections 8 and 10):
 
 1. The format is `<think>...<imagery>...</think><answer>B. Pan Right</answer>` with exactly one `<imagery>` per
    overlay (the paper writes `<output_image>` and converts later); the answer line is the rendered option from
@@ -167,9 +167,8 @@ def compact_cot(request: dict) -> str:
     named, then the options read in order up to that motion and its letter ([`option_scan`]):
     "The camera: Pan Right. A. Tilt Up? No. B. Pan Right? Yes = B.". Same structure and markers as [`templated_cot`],
     a fraction of its length, for small models trained from scratch (the quickstart), where every reasoning token
-    costs compute. A tiny model finds the letter of a shuffled option list only when the reasoning names the motion
-    first (../shared/learnability.md), and reliably only when it then reads the options one by one
-    (docs/quickstart.md has the measurements)."""
+    costs compute. The option scan at its end is what lets a tiny model find the letter of a shuffled option list
+    (docs/quickstart.md, "The option scan")."""
     name, cues = request["landmark"], request["cues"]
     role = "static" if request["role"] == "static" else "moving"
     imagery = " ".join("<imagery>" for _ in cues)

@@ -1,6 +1,8 @@
-"""DSR-Train (the paper's 4DRL JSONL) -> the RL rows of DESIGN.md, one pure per-example function plus a dataset helper.
+"""DSR-Train (the paper's 4DRL JSONL) -> the RL rows of docs/design.md: one pure per-example function and a dataset
+helper.
 
-Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's loader (reference notes §2.6):
+Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's loader (docs/paper_differences.md,
+section 8):
 
 1. Rows keep the question and options apart (`question`, `options`) and are rendered by `thinker4d.prompting`, the
    one prompt DIFT, 4DRL and evaluation share (the paper's RL suffix differed and had a `</think>` typo).

@@ -1,12 +1,12 @@
 """Stage 1, ingest and frames: where clips come from and which frames are shown (https://huggingface.co/papers/2605.05997).
 
-What differs from the paper (reference notes §4.1, §4.4):
+What differs from the paper (docs/paper_differences.md, section 10):
 
 1. Three sources behind one shape (`Source` -> `thinker4d.world.Clip`): synthetic world seeds (exact geometry),
    SpatialVID-style folders (`thinker4d.world.load_clip`: video + poses + optional depth/masks) and plain video folders
    (frames only). The paper reads SpatialVID only and drops videos with more than 50 frames.
 2. Frames are sampled at a stated target fps with a maximum count (PyAV), and `fps` travels with the row; the paper
-   assumes that frame k is second k and never checks it (defect 16).
+   assumes that frame k is second k and never checks it.
 3. Every failure to read a clip raises `IngestError` naming the clip and the file, so the runner records it and goes on.
 """
 

@@ -1,7 +1,7 @@
 """Stage 4, overlays: the landmark highlighted on key frames; these images are the DIFT imagery targets
 (https://huggingface.co/papers/2605.05997, Eq. (1) and Appendix H).
 
-What differs from the paper's code (`create_masked_overlay`, reference notes §4.1):
+What differs from the paper's code (`create_masked_overlay`):
 
 1. RGB red `(255, 0, 0)` blended at alpha 0.4 inside the mask plus a 1-px contour, as in the paper's training overlays;
    the contour is computed with a 4-neighbour erosion in numpy (no OpenCV dependency).

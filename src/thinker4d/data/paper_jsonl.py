@@ -1,6 +1,6 @@
 """The one converter from the paper's DIFT JSONL layout to the thinker4d 4D CoT schema (and back).
 
-Paper: https://huggingface.co/papers/2605.05997 (data: `jankin123/4DThinker-Training-Data`, reference notes §1.6). A
+Paper: https://huggingface.co/papers/2605.05997 (data: `jankin123/4DThinker-Training-Data`). A
 paper row is `{"id", "text_input", "text_output", "image_input", "image_output"}`: the question with its `A. ...`
 option lines, the CoT with one `<output_image>` per overlay and `<answer>B. Pan Right</answer>`, frame paths (1 fps)
 and overlay paths. What differs from the paper's reader:

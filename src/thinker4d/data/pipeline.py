@@ -7,7 +7,7 @@
 >>> report["kept"], report["complete"]                                                 # doctest: +SKIP
 ```
 
-What differs from the paper (reference notes §4, defects 12-16, 22):
+What differs from the paper (docs/paper_differences.md, section 10):
 
 1. One resumable runner instead of a shell loop restarting a 100-video script: clips are processed in batches, each
    finished clip is written atomically (see `thinker4d.data.writer`), a resumed run skips finished clips, and shards of

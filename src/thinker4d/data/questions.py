@@ -1,7 +1,7 @@
 """Stage 5, questions: multiple-choice questions with labels computed from geometry, or from a teacher for plain
 videos (https://huggingface.co/papers/2605.05997, §3.1 and Appendix C).
 
-What differs from the paper (reference notes §4.1, defects 12 and 14):
+What differs from the paper (docs/paper_differences.md, section 10):
 
 1. The paper's object labels are Gemini judgments. Here labels come from geometry wherever geometry exists: synthetic
    clips use `thinker4d.world`'s question generators (exact poses, tracks and masks); SpatialVID clips get

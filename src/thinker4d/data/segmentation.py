@@ -1,6 +1,6 @@
 """Stage 3, segmentation: one mask track per landmark, and the consistency filter (https://huggingface.co/papers/2605.05997).
 
-What differs from the paper (reference notes §4.1, defects 15 and 22):
+What differs from the paper (docs/paper_differences.md, section 10):
 
 1. Masks come from the clip's ground truth when it has them (`GroundTruthSegmenter`), or from SAM2 *video propagation*
    through transformers' `Sam2VideoModel` with a point + box prompt (`Sam2Segmenter`). The paper runs SAM3 per frame

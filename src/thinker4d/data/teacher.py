@@ -14,7 +14,7 @@ request. Two implementations:
   keyed by the request, token and cost accounting. The API key comes from `GEMINI_API_KEY` / `GOOGLE_API_KEY` and is
   never logged or written.
 
-What differs from the paper (reference notes §4.1, §4.3):
+What differs from the paper (docs/paper_differences.md, section 10):
 
 1. Landmarks on clips with geometry come from the geometry (static = its track never moves; dynamic = it moves), so
    a teacher cannot pick a "static" object that moves. The teacher is asked only for clips without object geometry.

@@ -1,6 +1,6 @@
 """Stage 7, validation of a chain of thought (https://huggingface.co/papers/2605.05997, Appendix F).
 
-What differs from the paper's validator (`validate_cot_format`, reference notes §4.2, defect 13):
+What differs from the paper's validator (`validate_cot_format`; docs/paper_differences.md, section 10):
 
 1. The answer must be one of the options **and equal the ground-truth letter**; the paper's validator never checks the
    answer against the label it put in the prompt.

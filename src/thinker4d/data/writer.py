@@ -1,7 +1,7 @@
 """Stage 8, output: crash-safe per-clip results, final parquet shards, dataset card and statistics
 (https://huggingface.co/papers/2605.05997).
 
-What differs from the paper (reference notes §4.1, §4.5):
+What differs from the paper (docs/paper_differences.md, section 10):
 
 1. Every finished clip is one small parquet file (its rows plus, in the file's metadata, its rejections and errors)
    written to a temporary name and moved into place with `os.replace`. The set of these files *is* the done-manifest:

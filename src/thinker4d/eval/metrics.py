@@ -3,7 +3,7 @@ wrong and counted by reason; plus re-scoring of the paper's own result files wit
 
 Paper: https://huggingface.co/papers/2605.05997
 
-What differs from the paper's `aggregate_subtask_metrics` (reference notes §3.4):
+What differs from the paper's `aggregate_subtask_metrics` (docs/paper_differences.md, section 9):
 
 1. Every question is in the denominator. Rows with a missing video, a bad row or a generation error count as wrong;
    `error_counts` says how many of each (the paper excluded 37 missing videos from every denominator).
@@ -194,7 +194,7 @@ def rescore_paper_results(
         }
 
     paper = aggregate([paper_extract_choice(r["raw"]) for r in records])
-    paper["parser"] = "paper (first capital A-D anywhere; reference notes §3.3)"
+    paper["parser"] = "paper (first capital A-D anywhere)"
     paper["strict"] = aggregate([extract_choice(r["raw"]) or "" for r in records])
     paper["strict"]["parser"] = "strict (thinker4d.eval.extract_choice)"
     return paper

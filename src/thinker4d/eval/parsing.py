@@ -3,7 +3,7 @@ accuracy reward, one clearly labelled lenient variant, and a faithful copy of th
 
 Paper: https://huggingface.co/papers/2605.05997
 
-What differs from the paper's `evaluation/dsr_eval.py` (reference notes §3.3):
+What differs from the paper's `evaluation/dsr_eval.py` (docs/paper_differences.md, section 9):
 
 1. The paper takes the first `<answer>` block, then the **first capital A-D anywhere** in it (or in the whole
    completion when the block has none), so `<answer>Based on the video ...</answer>` scores as "B" and an answer
@@ -206,7 +206,7 @@ def extract_choice_lenient(
 
 
 # The answer prefixes stripped by Video-MME's `extract_characters_regex`, which the paper's `extract_option_letter`
-# (dsr_eval.py:89-113) is modelled on (reference notes §3.3).
+# (dsr_eval.py:89-113) is modelled on.
 _PAPER_PREFIXES = (
     "The best answer is",
     "The correct answer is",
@@ -233,7 +233,7 @@ def _paper_letter(s: str) -> str:
 def paper_extract_choice(raw: str | None) -> str:
     """The paper's **loose** answer rule, reproduced to re-score its result files (not used for our numbers).
 
-    Steps (reference notes §3.3): keep the text after the last `<|im_start|>assistant` and cut at `<|im_end|>`; take
+    Steps: keep the text after the last `<|im_start|>assistant` and cut at `<|im_end|>`; take
     the first `<answer>` block (else the whole text); strip the Video-MME answer prefixes; return `""` if more than
     10 words and no A-D, else the **first capital A, B, C or D anywhere**; when that is empty retry on the raw text,
     then on the raw text with latent tokens removed.

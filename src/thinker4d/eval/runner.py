@@ -2,7 +2,7 @@
 
 Paper: https://huggingface.co/papers/2605.05997
 
-What differs from the paper's `evaluation/dsr_eval.py` (reference notes §3):
+What differs from the paper's `evaluation/dsr_eval.py` (docs/paper_differences.md, section 9):
 
 1. Greedy decoding by default; `num_samples > 1` samples each question `n` times (temperature / top-p) with a seed
    and reports the mean and standard error, instead of one stochastic sample at T = 0.7.

@@ -2,7 +2,7 @@
 
 Paper: https://huggingface.co/papers/2605.05997
 
-What differs from the paper's `evaluation/dsr_eval.py` (reference notes §3.1):
+What differs from the paper's `evaluation/dsr_eval.py` (docs/paper_differences.md, section 9):
 
 1. One decoder (PyAV) instead of a decord -> OpenCV -> ffmpeg cascade, so every machine samples the same frames.
 2. Frames are picked by their **presentation timestamps** (one every `1 / fps` seconds from the first frame), and

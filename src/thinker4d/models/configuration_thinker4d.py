@@ -2,7 +2,7 @@
 
 Paper: https://huggingface.co/papers/2605.05997. The latent fields travel in config.json so a checkpoint carries its own
 token ids and imagery size K; nothing in thinker4d hard-codes an id (the paper's decoding loop hard-codes 151665-151667,
-reference notes §6.3).
+docs/paper_differences.md, section 2).
 """
 
 from __future__ import annotations

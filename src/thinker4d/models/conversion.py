@@ -1,7 +1,8 @@
 """Turn a stock Qwen2.5-VL / Qwen3-VL checkpoint (Hub id, local folder or model object) and its processor into a
 thinker4d latent-imagery model.
 
-Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's code (reference notes §1.2, §6.11):
+Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's code (docs/paper_differences.md,
+section 2):
 
 1. The embedding matrix is never shrunk. Qwen's matrix is padded past the tokenizer (151,936 rows for 151,665
    tokens); the paper's code resized it *down* to the tokenizer length, so its mean-initialisation never ran and the

@@ -3,7 +3,7 @@ call [`latent_sample`], which plugs into transformers' `generate(custom_generate
 inputs, cache, logits processors and stopping criteria exactly as for its own sampling loop, then runs this loop.
 
 Paper: https://huggingface.co/papers/2605.05997 (inference with recurrent mental imagery). What differs from the paper's
-code (reference notes §1.8, §2.2, §6.2-6.3):
+code (docs/paper_differences.md, section 3):
 
 1. Latent mode is tracked **per row**: each row enters a block when *it* samples `<|latent_start|>`, feeds back its
    own previous last-layer post-norm hidden state (scaled to `config.latent_norm` when the config sets it) for

@@ -8,7 +8,7 @@ What differs from the paper's code:
    targets once per dataset and RL / evaluation never need it.
 2. Besides the paper's "raster" pooling (K contiguous chunks of the raster-ordered merged tokens, roughly horizontal
    strips) there is a "grid" mode that keeps the 2-D layout (e.g. 2x2 cells for K = 4), because raster strips average
-   away the horizontal position of the highlighted object (reference notes §6.5).
+   away the horizontal position of the highlighted object (docs/paper_differences.md, section 4).
 3. An image with fewer merged tokens than K is an error, not a silent truncation.
 """
 

@@ -1,7 +1,8 @@
 """What the thinker4d backbones share: latent-slot placement, imagery targets, the post-norm hidden-state output and the
 latent `generate`. Each backbone file subclasses its stock transformers class and this mixin.
 
-Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's code (reference notes §1.2-1.4, §6):
+Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's code (docs/paper_differences.md,
+sections 1, 4 and 6):
 
 1. No fork of transformers: the stock classes are subclassed; `forward` only adds arguments (latent vectors, overlay
    pixels, a flag for the last hidden state) and calls `super().forward`.

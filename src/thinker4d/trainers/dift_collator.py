@@ -1,8 +1,8 @@
 """Rows of the 4D CoT data set -> model inputs for DIFT: chat-template sequences with latent imagery blocks, labels on
 the assistant turn, video frames and overlay images.
 
-Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's collator (reference notes §1.3, defects
-9, 22 and 24):
+Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's collator (docs/paper_differences.md,
+section 5):
 
 1. Each `<imagery>` marker is written as `<|latent_start|>` + K x `<|latent_pad|>` + `<|latent_end|>` in the text before
    tokenisation (they are special tokens, so each is one id). The paper inserted image blocks, let the processor expand

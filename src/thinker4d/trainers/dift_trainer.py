@@ -1,15 +1,15 @@
 """DIFT (Dynamic-Imagery Fine-Tuning): supervised fine-tuning on 4D chains of thought whose imagery blocks are
 teacher-forced with pooled overlay features and regressed with a cosine loss.
 
-Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's `CustomTrainerStage1` (reference notes
-§1.4-1.5, defects 11, 22, 24):
+Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's `CustomTrainerStage1`
+(docs/paper_differences.md, sections 1, 2, 4 and 5):
 
 1. A `transformers.Trainer` subclass that overrides `compute_loss` (the loss) and `log` (the extra metrics), nothing
    else; the model's forward takes the latent arguments itself, so nothing is monkey-patched and ZeRO-3 works.
-2. No OOM / NaN guard: a failing batch raises instead of silently becoming a zero loss (defect 22).
+2. No OOM / NaN guard: a failing batch raises instead of silently becoming a zero loss.
 3. The imagery targets can be pooled once and cached with the data set (`cache_imagery_targets`), so a step costs
    about what an SFT step costs; the paper ran the vision tower on every overlay at every step.
-4. The new token rows are mean-initialised by `thinker4d.from_base` (the paper's init never ran, defect 11).
+4. The new token rows are mean-initialised by `thinker4d.from_base` (the paper's init never ran).
 5. The CE term is the mean over the micro-batch's label tokens, and the imagery term the mean over its latent slots
    (the paper's per-GPU batch was 1, where the two agree).
 """

@@ -1,6 +1,7 @@
 """Configuration of [`LatentGRPOTrainer`]: trl's `GRPOConfig` plus the few knobs latent rollouts need.
 
-Paper: https://huggingface.co/papers/2605.05997 (4DRL). What differs from the paper's code (reference notes §2.6-2.7):
+Paper: https://huggingface.co/papers/2605.05997 (4DRL). What differs from the paper's code
+(docs/paper_differences.md, sections 6 and 8):
 
 1. Video sampling is explicit (`video_fps`, `video_max_frames`), and the processor is told the real frame rate of
    the frames it gets, so temporal positions match the seconds in the questions (the paper subsampled to 16 frames

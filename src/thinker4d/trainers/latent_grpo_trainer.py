@@ -1,6 +1,7 @@
 """4DRL: GRPO whose rollouts may open latent imagery blocks, kept on-policy through them.
 
-Paper: https://huggingface.co/papers/2605.05997 (4DRL). What differs from the paper's code (reference notes §2):
+Paper: https://huggingface.co/papers/2605.05997 (4DRL). What differs from the paper's code
+(docs/paper_differences.md, section 6):
 
 1. A subclass of trl's `GRPOTrainer` instead of a 1,400-line `transformers.Trainer` copy, so trl's features keep
    working: `num_generations`, `beta` with a reference model, `loss_type`, `num_iterations`, `scale_rewards`,
@@ -59,8 +60,9 @@ def _row_name(row: dict, index: int) -> str:
 def check_rl_row(row: dict, index: int) -> None:
     """Raise a `ValueError` naming the row when it cannot become a 4DRL prompt.
 
-    A row is either in the DESIGN.md schema (`question`, `options`, `answer`, and `frames` + `fps` or a `video` path)
-    or trl-style (`prompt`, conversational). DSR-Train rows go through [`thinker4d.data.dsr_train.convert_dsr_train`].
+    A row is either in the docs/design.md schema (`question`, `options`, `answer`, and `frames` + `fps` or a `video`
+    path) or trl-style (`prompt`, conversational). DSR-Train rows go through
+    [`thinker4d.data.dsr_train.convert_dsr_train`].
     """
     name = _row_name(row, index)
     if row.get("prompt") is not None and row.get("question") is None:
@@ -267,8 +269,8 @@ class LatentGRPOTrainer(GRPOTrainer):
 
     Rollouts use the model's latent `generate`; each completion keeps the latent vectors it fed back, and every
     log-prob recompute (policy, old policy, reference) re-inserts them, so text after an imagery block is scored
-    under the context it was sampled in. Latent slots never enter the loss. Rows are DESIGN.md RL rows (`question`,
-    `options`, `answer`, `frames`/`fps` or `video`), rendered with `thinker4d.prompting`.
+    under the context it was sampled in. Latent slots never enter the loss. Rows are docs/design.md RL rows
+    (`question`, `options`, `answer`, `frames`/`fps` or `video`), rendered with `thinker4d.prompting`.
 
     Overridden methods (everything else is trl's `GRPOTrainer`):
 

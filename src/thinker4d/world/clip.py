@@ -1,6 +1,6 @@
 """The `Clip` type, and reading/writing clips in a SpatialVID-like folder (https://huggingface.co/papers/2605.05997).
 
-What differs from SpatialVID (../shared/benchmark-formats.md §3):
+What differs from SpatialVID's own folders:
 
 1. Frames in a `Clip` are aligned 1:1 with the poses: for a real SpatialVID clip the loader decodes only the annotated
    frames listed in `indexes.txt`, and `fps` is the video fps divided by the annotation interval.

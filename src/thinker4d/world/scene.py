@@ -6,7 +6,7 @@ What differs from the paper:
    whose camera and object motion are known exactly, so labels are computed rather than judged, and everything runs
    offline.
 2. The world layout is fixed (sky above, ground below, sun from the east, scene redder towards the east) because a
-   consistent layout is what lets tiny models learn camera motion on CPU (../shared/learnability.md).
+   consistent layout is what lets tiny models learn camera motion on CPU.
 """
 
 from __future__ import annotations

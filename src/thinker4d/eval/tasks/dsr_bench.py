@@ -7,7 +7,7 @@ Layout read (the released `TencentARC/DSR_Suite-Data`): `benchmark.parquet` with
 *not* in the dataset and are read from `<video_root>/<videoID>.mp4`. The VLMEvalKit re-host's column names
 (`video`, `task_type`, options as a string) and the paper's `candidates` are accepted too.
 
-What differs from the paper's `evaluation/dsr_eval.py` (reference notes §3):
+What differs from the paper's `evaluation/dsr_eval.py` (docs/paper_differences.md, section 9):
 
 1. Rows whose video is missing are kept and counted wrong with reason `missing_video` (the paper dropped 37 of 1,450
    rows from every denominator).

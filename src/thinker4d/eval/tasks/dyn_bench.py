@@ -2,7 +2,7 @@
 
 Paper: https://huggingface.co/papers/2605.05997
 
-Layout, from the benchmark's eval code (`utils/load_tasks.py`; see ../shared/benchmark-formats.md §2.1):
+Layout, from the benchmark's eval code (`utils/load_tasks.py`):
 `multi_json/<source>/<scene>_<suffix>.json` (a list of `{"question", "options", "answer"}`, suffix `qa` ->
 Inter-Object, `sceneqa` -> Object-Scene, `cameraqa` -> Camera-Object) and `frames/<source>/<scene>/*.jpg|png`.
 

@@ -2,7 +2,7 @@
 
 Paper: https://huggingface.co/papers/2605.05997
 
-Layout (HF dataset `shijiezhou/VLM4D`; ../shared/benchmark-formats.md §2.2): `QA/real_mc.json` and
+Layout (HF dataset `shijiezhou/VLM4D`): `QA/real_mc.json` and
 `QA/synthetic_mc.json`, each a JSON list of `{"id", "video", "question", "choices": {"A": ..}, "answer": <text>}`;
 `video` is a full Hub URL whose part after `resolve/main/` is the path inside the dataset.
 
