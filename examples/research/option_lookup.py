@@ -1,7 +1,7 @@
-"""How fast a tiny text-only model learns to read a multiple-choice list (docs/quickstart.md, "the letter lookup").
+"""How fast a tiny text-only model learns to read a multiple-choice list (examples/research/README.md).
 
-Before the option scan (`--answer scan`, now the quickstart's CoT ending), the quickstart's trained models named the
-right camera motion but often paired it with the wrong (shuffled) option letter. This script isolates that skill,
+The quickstart's tiny model must find the option whose text its reasoning named and give that option's (shuffled)
+letter; the option scan (`--answer scan`) is the quickstart's CoT ending. This script isolates that skill,
 without any video: a plain 2-layer `Qwen2ForCausalLM` of the quickstart's text size is
 trained on "Which option says X?" rows drawn fresh every step, with the loss on the answer only. Every 200 steps the
 letter it predicts after the gold answer up to its first " =" is scored on 200 held-out rows (`--held`; teacher-forced:

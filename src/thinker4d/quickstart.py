@@ -13,24 +13,22 @@ from the paper, and why:
    pretrained 3B model, and the CE weight is 1.0 instead of 0.1 (a model from scratch must also learn the language).
    All three supervised variants get the same data, steps, batch, learning rate and loss weights.
 4. The rule teacher writes its compact CoT (`cot_style="compact"`), and the world's camera motion is restricted to
-   four rotations (`camera_motions`), the setting ../shared/learnability.md found learnable in minutes; SynthDSR is
-   built with the same restriction, so training and evaluation match.
+   four rotations (`camera_motions`), which a tiny model learns in minutes; SynthDSR is built with the same
+   restriction, so training and evaluation match.
 5. The RL phase is short (tens of steps) and only shows that 4DRL runs on-policy from the DIFT model (rollouts
    sample with the paper's temperature 1.0 and top_p 0.9).
 6. A random model cannot read a multiple-choice list, and a pretrained LLM can: every model (the "untrained" one
    included) starts from a short option-reading warm-up ([`option_reading_rows`]: "Which option says Tilt Up?"
-   over the training set's option texts; the clip carries no information about the answer). Without it no variant
-   learned, within the budget, to map the motion it names to the shuffled option letter (with the option scan of
-   item 8, a text CoT trained without it still gave the wrong letter for a quarter of the motions it named).
+   over the training set's option texts; the clip carries no information about the answer), because mapping the
+   motion it names to the shuffled option letter is what a random model fails to learn within the budget
+   (docs/quickstart.md).
 7. DIFT scales every vector at a latent slot to the token-embedding norm (`DIFTConfig.latent_norm="embedding"`), in
-   training and decoding alike. Unscaled (the paper), the pooled vision targets are about 2.6x the embedding norm in
-   training and the fed-back hidden states about 57x at inference. Its measured effect here is mixed (one run 64%
-   against 41% unscaled on camera motion, another 36%; docs/quickstart.md).
+   training and decoding alike; unscaled (the paper), the slots carry pooled vision features in training and
+   last-layer hidden states at inference, whose norms can be far from the token embeddings' (docs/dift.md).
 8. Reading the shuffled option letter was this tiny model's bottleneck: it named the motion and paired it with a
    wrong letter. The compact CoT therefore ends with an option scan, "The camera: Pan Right. A. Tilt Up? No. B. Pan
-   Right? Yes = B." ([`thinker4d.data.cot.option_scan`]), and the warm-up trains the same scan; with it the CoT models
-   give the letter of the option they name (docs/quickstart.md has the runs). The other levers tried before the scan
-   are flags whose measured effect was mixed (`--num-kv-heads`, `--warmup-steps`, `--option-orders`).
+   Right? Yes = B." ([`thinker4d.data.cot.option_scan`]), and the warm-up trains the same scan (docs/quickstart.md).
+   `--num-kv-heads`, `--warmup-steps` and `--option-orders` are knobs for experiments on this bottleneck.
 
 Every stage writes its results under the output folder and a `DONE.json` marker last; a rerun (for instance after
 Ctrl-C) reuses finished stages and resumes unfinished ones (synthesis per clip, training from the last checkpoint,
@@ -80,9 +78,9 @@ class QuickstartConfig:
         train_clips (`int`): synthetic training clips (world seeds 0..N-1).
         eval_questions (`int`): held-out SynthDSR questions (seeds >= 1,000,000).
         tasks (`list[str]`): question tasks, the same for training and SynthDSR.
-        camera_motions (`list[str]`): the camera-motion classes of this small world (default the four rotations that
-            ../shared/learnability.md found learnable by a tiny model in minutes); distractors come from the same list,
-            for training and SynthDSR alike. Pass all twelve SpatialVID classes for the full world.
+        camera_motions (`list[str]`): the camera-motion classes of this small world (default the four rotations,
+            which the tiny model learns within the default budget); distractors come from the same list, for
+            training and SynthDSR alike. Pass all twelve SpatialVID classes for the full world.
         num_frames (`int`), size (`int`), fps (`float`): clip shape.
 
     > Parameters that control the models and training
@@ -90,8 +88,7 @@ class QuickstartConfig:
     Args:
         hidden_size, num_layers, vision_hidden_size, vision_depth (`int`): the tiny Qwen2.5-VL.
         num_heads, num_kv_heads (`int`): its text attention heads (default grouped-query, 4 query and 2 key/value
-            heads, the Qwen ratio; full multi-head attention helped DIFT in one setting and not in another,
-            docs/quickstart.md).
+            heads, the Qwen ratio).
         vocab_size (`int`): BPE vocabulary learned from the training texts.
         warmup_steps (`int`): steps of the option-reading warm-up ([`option_reading_rows`]) that every model, the
             untrained one included, starts from; 0 skips it.
@@ -308,13 +305,13 @@ def _option_texts(options) -> list[str]:
 def option_reading_rows(train, seed: int = 0):
     """The warm-up data: for every training row, a question answered from the option list alone.
 
-    A pretrained LLM can already read a multiple-choice list; the quickstart's random tiny model cannot, and learning
-    it (find the option whose text the reasoning named, copy that option's letter) is what kept every variant near
-    chance on shuffled options in ../shared/learnability.md and in our own runs. Each row keeps the clip (so the prompt
-    has its usual shape) and gets "Which option says <text>?" over options drawn from the option texts of the training
-    set, with the row's option count, and the answer `<think>It says <text>. A. <option A>? No. B. <text>? Yes =
-    B.</think><answer>B. <text></answer>` (the same option scan, [`thinker4d.data.cot.option_scan`], as the compact
-    CoT ends with). The clip carries no information about the answer.
+    A pretrained LLM can already read a multiple-choice list; the quickstart's random tiny model cannot, and without
+    this warm-up it does not learn, within the budget, to copy the letter of the option its reasoning named
+    (docs/quickstart.md). Each row keeps the clip (so the prompt has its usual shape) and gets "Which option says
+    <text>?" over options drawn from the option texts of the training set, with the row's option count, and the
+    answer `<think>It says <text>. A. <option A>? No. B. <text>? Yes = B.</think><answer>B. <text></answer>` (the
+    same option scan, [`thinker4d.data.cot.option_scan`], as the compact CoT ends with). The clip carries no
+    information about the answer.
 
     Args:
         train (`datasets.Dataset`): 4D CoT rows (`id`, `frames`, `fps`, `options`, ...).
@@ -357,8 +354,7 @@ def option_order_variants(train, copies: int, seed: int = 0):
 
     The answer letter, and the CoT's option scan (`A. <option A>? No. B. <text>? Yes = B.</think><answer>B.
     <text></answer>`, the ending of the compact RuleTeacher CoT, [`thinker4d.data.cot.option_scan`]), follow the
-    correct option to its new place, so a clip seen several times does not always come with the same letter. Its
-    measured effect on the quickstart, before the option scan, was mixed (docs/quickstart.md): once a gain, once none.
+    correct option to its new place, so a clip seen several times does not always come with the same letter.
 
     Args:
         train (`datasets.Dataset`): rows with `id`, `options`, `answer` and a compact `cot`.

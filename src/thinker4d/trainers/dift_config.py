@@ -1,12 +1,12 @@
 """Configuration of [`DIFTTrainer`]: Dynamic-Imagery Fine-Tuning (DIFT).
 
 Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's `train.sh` / `main.py`
-(reference notes §1.5):
+(docs/paper_differences.md, sections 5 and 8):
 
 1. The paper's ablation (raw QA SFT, text CoT SFT, DIFT, imagery size K) is one flag each: `mode` and `latent_size`.
 2. `bf16` defaults to on only where the GPU supports it, so the same config runs on CPU for tests.
 3. The declared fps of a sub-sampled video is recomputed from the kept frames (the paper kept fps = 1 after
-   sub-sampling, defect 9).
+   sub-sampling).
 """
 
 from __future__ import annotations
@@ -53,9 +53,8 @@ class DIFTConfig(TrainingArguments):
         (the fed-back hidden states); written to the model config. `"embedding"` uses the mean norm of the model's
         input-embedding rows, so the slots carry vectors on the scale of the token embeddings around them. `None`
         keeps the model's value (unscaled for a freshly converted checkpoint, as in the paper). Without it the layers
-        see pooled vision features in training and last-layer hidden states (often far larger) at inference. Measured
-        effect on the quickstart's tiny model: mixed (64% vs 41% camera-motion accuracy in one pair of runs, 36% in
-        the default run; docs/quickstart.md), so it is not a demonstrated gain.
+        see pooled vision features in training and last-layer hidden states (often far larger) at inference; see
+        docs/dift.md.
 
     > Parameters that control the data
 
