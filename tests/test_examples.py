@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -31,14 +32,25 @@ def test_option_lookup_probe_trains_and_scores(tmp_path, capsys):
         "5",
         "--noise-tokens",
         "4",
+        "--held",
+        "4",
         "--threads",
         "1",
     ]
     summary = probe.main(args)
     assert summary["settings"]["answer"] == "full" and summary["settings"]["pool"] == 5
-    assert [p["step"] for p in summary["history"]] == [3]
-    assert 0.0 <= summary["final_letter_accuracy"] <= 1.0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary
+    (point,) = summary["history"]
+    assert point["step"] == 3 and math.isfinite(point["loss"]) and point["loss"] > 0
+    assert summary["final_letter_accuracy"] == point["letter_accuracy"]
+    for key in ("final_letter_accuracy", "generated_letter_accuracy"):  # shares of the 4 held-out rows
+        assert summary[key] * 4 == pytest.approx(round(summary[key] * 4)), key
+    # One JSON line per evaluation, then the summary.
+    assert [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()] == [point, summary]
+    # The same seed gives the same run (timings aside).
+    again = probe.main(args)
+    capsys.readouterr()
+    assert [{**p, "seconds": 0} for p in again["history"]] == [{**point, "seconds": 0}]
+    assert again["generated_letter_accuracy"] == summary["generated_letter_accuracy"]
     scan = probe.main([*args, "--answer", "scan", "--held", "3", "--show-misses"])
     assert scan["settings"]["answer"] == "scan" and scan["settings"]["held"] == 3
     assert scan["generated_letter_accuracy"] in (0.0, 1 / 3, 2 / 3, 1.0)  # greedy answers of 3 held-out rows

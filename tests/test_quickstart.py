@@ -3,6 +3,7 @@ stages (also after Ctrl-C), and a different configuration in the same folder is 
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -208,20 +209,32 @@ def test_quickstart_config_errors():
         QuickstartConfig(train_clips=2)
 
 
+def _verdict_sentences(verdict: str) -> list[list[float]]:
+    """The numbers in each sentence of a verdict (a sentence ends with ". " or at the end; "4DRL" is a name)."""
+    sentences = re.split(r"(?<=\.) (?=[A-Z])", verdict.strip())
+    assert all(s.endswith(".") for s in sentences), sentences
+    return [[float(x) for x in re.findall(r"(?<![\w.])[+-]?\d+(?:\.\d+)?(?![\w])", s)] for s in sentences]
+
+
 def test_verdict_reports_the_target_and_the_text_baseline_honestly():
     from thinker4d.quickstart import _verdict
 
     good = {"chance": {"camera_motion": 0.25}, "text_cot": {"camera_motion": 0.5}, "dift": {"camera_motion": 0.6}}
     verdict = _verdict(good, {"dift": {"camera_motion": 0.97}})
-    assert "60.0% vs 25.0% chance (+35.0 points; target +30)" in verdict
-    assert "DIFT beats the text-only CoT baseline" in verdict and "mostly the mapping" in verdict
+    # DIFT vs chance with the gap and the +30 target; the text baseline; the diagnostic share of named motions.
+    assert _verdict_sentences(verdict) == [[60.0, 25.0, 35.0, 30.0], [50.0], [97.0]]
+    target, baseline, named = re.split(r"(?<=\.) (?=[A-Z])", verdict)
+    assert "not" not in baseline.split() and "letter" in named  # DIFT ahead; naming beats letters by 37 points
     bad = {**good, "dift": {"camera_motion": 0.35}, "text_cot": {"camera_motion": 0.55}}
     verdict = _verdict(bad, {"dift": {"camera_motion": 0.4}})
-    assert "does not beat the text-only CoT baseline" in verdict and "(+10.0 points" in verdict
-    assert "mostly the mapping" not in verdict  # naming is as poor as the letters: not a letter problem
+    assert _verdict_sentences(verdict) == [[35.0, 25.0, 10.0, 30.0], [55.0], [40.0]]
+    target, baseline, named = re.split(r"(?<=\.) (?=[A-Z])", verdict)
+    assert "not" in baseline.split()  # DIFT behind the text CoT
+    assert "letter" not in named  # naming is as poor as the letters: not a letter problem
     assert "4DRL" not in verdict  # no RL phase in these results
     verdict = _verdict({**good, "dift_grpo": {"camera_motion": 0.5}})
-    assert "DIFT + 4DRL scores 50.0% on camera motion (-10.0 points)" in verdict
+    assert _verdict_sentences(verdict) == [[60.0, 25.0, 35.0, 30.0], [50.0], [50.0, -10.0]]
+    assert "4DRL" in verdict.rsplit(". ", 1)[-1]
 
 
 def test_option_order_variants_move_the_letters_with_the_correct_option():
