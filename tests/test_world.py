@@ -426,3 +426,36 @@ def test_restricted_camera_motion_vocabulary():
     )
     with pytest.raises(ValueError, match="at least 4 distinct classes"):
         ask(clip, "camera_motion", rng=0, camera_motions=["Pan Left", "Pan Right"])
+
+
+def test_synthdsr_refuses_tasks_the_clips_cannot_support_before_rendering(tmp_path, monkeypatch):
+    """object_motion_state's stop/start classes need MIN_STATE_INTERVALS moving and as many still frame intervals, so
+    4-frame clips never get that question: the build is refused at once instead of failing after thousands of clips."""
+    import thinker4d.world.synthdsr as synthdsr
+    from thinker4d.commands.synthdsr import main
+    from thinker4d.world.questions import MIN_STATE_INTERVALS, task_min_frames
+
+    need = task_min_frames("object_motion_state")
+    assert need == 2 * MIN_STATE_INTERVALS + 1
+    assert task_min_frames("object_bbox") == 1 and task_min_frames("object_speed") == 2
+    rendered = []
+    monkeypatch.setattr(synthdsr, "render_spec", lambda spec: rendered.append(spec) or render_spec(spec))
+    with pytest.raises(
+        ValueError,
+        match=f"object_motion_state \\(needs >= {need} frames\\) on 4-frame clips.*"
+        f"--num-frames {need}.*--tasks camera_motion",
+    ):
+        build_synthdsr(tmp_path / "sd", num_questions=400, size=32, num_frames=4, progress=False)
+    assert rendered == [] and not (tmp_path / "sd").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path / "cli"), "--num-questions", "400", "--size", "32", "--num-frames", "4"])
+    assert exc.value.code == 2
+    # the generator's own threshold: below it no clip has the question, at it the clips do
+    short = [render_clip(s, num_frames=need - 1, size=64) for s in range(10)]
+    assert all(ask(c, "object_motion_state", rng=0) is None for c in short)
+    enough = [render_clip(s, num_frames=need, size=64) for s in range(10)]
+    assert sum(ask(c, "object_motion_state", rng=0) is not None for c in enough) >= 5
+    # without the task, 4-frame clips are fine
+    tasks = [t for t in QUESTION_TASKS if t != "object_motion_state"]
+    ds = build_synthdsr(tmp_path / "ok", num_questions=8, size=32, num_frames=4, tasks=tasks, progress=False)
+    assert len(ds) == 8
