@@ -314,6 +314,50 @@ def test_spatialvid_annotation_folder_loads_through_load_clip(tmp_path):
         load_clip(tmp_path)
 
 
+def _audio_only_mp4(path):
+    import av
+
+    with av.open(str(path), "w", format="mp4") as c:
+        stream = c.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in list(stream.encode(frame)) + list(stream.encode()):
+            c.mux(packet)
+
+
+def test_world_folder_missing_files_and_streamless_video_are_named(tmp_path):
+    clip = render_clip(2, **SMALL)
+    for name in ("masks.npz", "indexes.txt", "tracks.json"):
+        folder = save_clip(clip, tmp_path / name)
+        (folder / name).unlink()
+        with pytest.raises(FileNotFoundError, match=f"{name}: missing {name}; a thinker4d world clip folder needs"):
+            load_clip(folder)
+    folder = save_clip(clip, tmp_path / "audio")
+    _audio_only_mp4(folder / "video.mp4")
+    with pytest.raises(ValueError, match="video.mp4 has no video stream .*re-encode it with a video track"):
+        load_clip(folder)
+    folder = save_clip(clip, tmp_path / "small-masks")
+    np.savez_compressed(folder / "masks.npz", instance_ids=np.zeros((8, 32, 32), np.uint8))
+    with pytest.raises(ValueError, match="masks.npz: instance_ids must be \\(8, 64, 64\\)"):
+        load_clip(folder)
+
+
+def test_load_clip_samples_and_scales_while_decoding(tmp_path):
+    clip = render_clip(6, num_frames=8, size=128)
+    folder = save_clip(clip, tmp_path / "c")
+    sub = load_clip(folder, max_size=64, sample=lambda n, fps: np.arange(0, n, 2))
+    assert sub.frames.shape == (4, 64, 64, 3) and sub.instance_ids.shape == sub.depth.shape == (4, 64, 64)
+    assert sub.fps == pytest.approx(clip.fps / 2) and list(sub.frame_indices) == [0, 2, 4, 6]
+    np.testing.assert_allclose(sub.w2c, clip.w2c[::2], atol=1e-9)
+    np.testing.assert_allclose(sub.K[:2], clip.K[:2] / 2)  # the same camera at half the pixels
+    assert np.array_equal(sub.instance_ids, clip.instance_ids[::2, ::2, ::2])  # nearest neighbour
+    assert sub.camera_motion == clip.camera_motion
+    for name in clip.tracks:
+        np.testing.assert_allclose(sub.tracks[name], clip.tracks[name][::2], atol=1e-6)
+    small = render_clip(6, num_frames=8, size=64).frames[::2]
+    assert np.abs(sub.frames.astype(int) - small.astype(int)).mean() < 12  # area-downscaled ~ rendered small
+
+
 # ------------------------------------------------------------------------------------------------ questions
 
 
