@@ -256,6 +256,25 @@ def test_incomplete_output_is_not_complete_and_resume_rules(tmp_path):
     assert report["skipped_done"] == 2 and writer.is_complete(out)
 
 
+def test_resume_removes_temporaries_left_by_a_killed_final_write(tmp_path):
+    cfg = SynthesisConfig(world_num_clips=2, **SMALL)
+    out = tmp_path / "o"
+    run_synthesis(cfg, out, progress=False)
+    # what a run killed while writing the final shard leaves: the shard's temporary (of a dead process), no COMPLETE
+    (out / writer.COMPLETE).unlink()
+    shard_tmp = out / "data" / ".train-00000-of-00001.parquet.tmp999999-1"
+    shard_tmp.write_bytes(os.urandom(1 << 20))
+    (out / ".synthesis_stats.json.tmp999999-1").write_bytes(b"{")
+    assert run_synthesis(cfg, out, resume=True, progress=False)["complete"]
+    assert writer.is_complete(out)
+    assert not [p.name for p in out.rglob("*") if ".tmp" in p.name]
+    assert [p.name for p in (out / "data").iterdir()] == ["train-00000-of-00001.parquet"]
+    # a complete dataset that still holds one is cleaned by --resume as well
+    shard_tmp.write_bytes(b"stale")
+    assert run_synthesis(cfg, out, resume=True, progress=False)["resumed_complete"]
+    assert not shard_tmp.exists()
+
+
 # ------------------------------------------------------------------------------------------------ sharding
 
 
@@ -340,6 +359,54 @@ def test_gemini_teacher_with_30_percent_faults_and_cache(tmp_path, monkeypatch):
             assert b"secret-test-key-123" not in p.read_bytes()
 
 
+def test_all_rejected_run_fails_without_complete_and_resume_retries_transient_rejections(tmp_path, monkeypatch):
+    from thinker4d.commands.synthesize import main
+    from thinker4d.data.pipeline import SynthesisFailed
+    from thinker4d.data.teacher import is_transient_rejection
+
+    def no_box_answers(body):  # box questions time out
+        if "Which box" in json.dumps(body.get("contents")):
+            time.sleep(0.3)
+        return default_responder(body)
+
+    monkeypatch.setenv("GEMINI_API_KEY", "k")
+    with FakeGeminiServer(failure_rate=1.0, faults=("429", "500", "timeout"), hang_s=0.3, seed=0) as srv:
+        kw = dict(world_num_clips=3, teacher="gemini", gemini_base_url=srv.url, gemini_timeout_s=0.1, **SMALL)
+        cfg = SynthesisConfig(gemini_backoff_s=0.0, gemini_max_retries=1, **kw)
+        out = tmp_path / "o"
+        # the teacher never answers: every candidate is rejected, no dataset is written, and the error says why
+        with pytest.raises(
+            SynthesisFailed, match="(?s)all 15 candidates of 3 clips were rejected.*rerun with --resume"
+        ):
+            run_synthesis(cfg, out, progress=False)
+        assert not writer.is_complete(out) and not (out / "data").exists()
+        (tmp_path / "c.yaml").write_text(json.dumps({**cfg.to_dict(), "gemini_max_retries": 0}))
+        assert main(["--config", str(tmp_path / "c.yaml"), "--output", str(tmp_path / "cli"), "--no-progress"]) == 1
+        assert not writer.is_complete(tmp_path / "cli")
+        # the endpoint comes back, except that box questions still time out: resume retries the transient rejections
+        srv.failure_rate, srv.responder = 0.0, no_box_answers
+        partial = run_synthesis(cfg, out, resume=True, progress=False)
+        assert partial["complete"] and partial["processed_now"] == 3 and partial["kept"] > 0
+        assert partial["retryable"] == partial["rejected"]["cot"]["teacher_timeout"] > 0
+        assert "object_bbox" not in partial["tasks"]
+        # all answers come back: the next resume redoes only the clips with transient rejections
+        srv.responder = default_responder
+        final = run_synthesis(cfg, out, resume=True, progress=False)
+        assert final["retryable"] == 0 and 0 < final["processed_now"] <= 3
+        assert not any(is_transient_rejection(r) for rs in final["rejected"].values() for r in rs)
+        clean = run_synthesis(cfg, tmp_path / "clean", progress=False)
+        assert _rows(out) == _rows(tmp_path / "clean") and final["kept"] == clean["kept"]
+        assert run_synthesis(cfg, out, resume=True, progress=False)["resumed_complete"]
+    # a run whose rejections are final (bad input everywhere) fails too, and says a rerun would not help
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.mp4").write_bytes(b"\x00" * 100)
+    with pytest.raises(SynthesisFailed, match="(?s)ingest/bad_input: 5.*None of these reasons is transient"):
+        run_synthesis(SynthesisConfig(video_dirs=[str(bad)], **SMALL), tmp_path / "b", progress=False)
+    assert is_transient_rejection("teacher_http_503") and is_transient_rejection("teacher_timeout")
+    assert not is_transient_rejection("teacher_http_400") and not is_transient_rejection("teacher_malformed")
+
+
 def test_gemini_teacher_with_num_proc_2_splits_concurrency_and_sums_usage(tmp_path, monkeypatch):
     monkeypatch.setenv("GEMINI_API_KEY", "k")
     with FakeGeminiServer() as srv:
@@ -376,9 +443,13 @@ def test_validator_regenerates_then_rejects_with_reason(tmp_path, monkeypatch):
         run_synthesis(SynthesisConfig(gemini_base_url=srv.url, **cfg_kw), tmp_path / "a", progress=False)
     rows = _rows(tmp_path / "a")
     assert rows and all(json.loads(r["meta"])["cot_attempts"] == 2 for r in rows)
+    from thinker4d.data.pipeline import SynthesisFailed
+
     with FakeGeminiServer(responder=always_wrong) as srv:
-        rep = run_synthesis(SynthesisConfig(gemini_base_url=srv.url, **cfg_kw), tmp_path / "b", progress=False)
+        with pytest.raises(SynthesisFailed, match="validate/imagery_count_mismatch: 1") as failed:  # nothing kept
+            run_synthesis(SynthesisConfig(gemini_base_url=srv.url, **cfg_kw), tmp_path / "b", progress=False)
         assert srv.counts["requests"] == 4  # 1 + 3 regenerations
+    rep = failed.value.report
     assert rep["kept"] == 0 and rep["rejected"]["validate"] == {"imagery_count_mismatch": 1}
 
 
@@ -518,6 +589,108 @@ def test_bad_inputs_are_reported_per_clip_and_the_run_continues(tmp_path, num_pr
     assert report["rejected"]["ingest"]["bad_input"] == 6 * len(cfg.tasks)
 
 
+def test_world_folders_without_a_video_stream_masks_or_indexes_are_bad_input(tmp_path):
+    import av
+
+    from thinker4d.world import render_clip, save_clip
+
+    root = tmp_path / "clips"
+    for s in range(4):
+        save_clip(render_clip(s, num_frames=8, size=64), root / f"c{s}")
+    with av.open(str(root / "c1" / "video.mp4"), "w", format="mp4") as c:  # an mp4 with an audio stream only
+        stream = c.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in list(stream.encode(frame)) + list(stream.encode()):
+            c.mux(packet)
+    (root / "c2" / "masks.npz").unlink()
+    (root / "c3" / "indexes.txt").unlink()
+    cfg = SynthesisConfig(clip_dirs=[str(root / "c*")], **SMALL)
+    report = run_synthesis(cfg, tmp_path / "out", progress=False)
+    errors = {e["clip_id"]: e for e in report["errors"]}
+    assert set(errors) == {"c1", "c2", "c3"}
+    assert all(e["stage"] == "ingest" and e["reason"] == "bad_input" for e in errors.values())
+    assert "video.mp4 has no video stream" in errors["c1"]["message"]
+    assert "missing masks.npz" in errors["c2"]["message"] and "missing indexes.txt" in errors["c3"]["message"]
+    # every candidate of the three ends at ingest; later stages only see the good clip c0
+    assert report["rejected"]["ingest"] == {"bad_input": 3 * len(cfg.tasks)}
+    later = sum(n for stage, r in report["rejected"].items() if stage != "ingest" for n in r.values())
+    assert later + report["kept"] == len(cfg.tasks)
+
+
+def _spy_on_decoding(monkeypatch):
+    """Record the shape of every array PyAV makes from a decoded frame (and whether it came from `reformat`)."""
+    import av
+
+    made = []
+
+    class FrameSpy:
+        def __init__(self, frame, scaled=False):
+            self.frame, self.scaled = frame, scaled
+
+        def __getattr__(self, name):
+            return getattr(self.frame, name)
+
+        def reformat(self, *args, **kwargs):
+            return FrameSpy(self.frame.reformat(*args, **kwargs), scaled=True)
+
+        def to_ndarray(self, *args, **kwargs):
+            arr = self.frame.to_ndarray(*args, **kwargs)
+            made.append((arr.shape, self.scaled))
+            return arr
+
+    class ContainerSpy:
+        def __init__(self, container):
+            self.container = container
+
+        def __getattr__(self, name):
+            return getattr(self.container, name)
+
+        def __enter__(self):
+            self.container.__enter__()
+            return self
+
+        def __exit__(self, *exc):
+            return self.container.__exit__(*exc)
+
+        def decode(self, *args, **kwargs):
+            return (FrameSpy(f) for f in self.container.decode(*args, **kwargs))
+
+    real_open = av.open
+    monkeypatch.setattr(av, "open", lambda *a, **kw: ContainerSpy(real_open(*a, **kw)))
+    return made
+
+
+def test_large_videos_are_scaled_and_sampled_while_decoding(tmp_path, monkeypatch):
+    from thinker4d.data.ingest import load_source
+    from thinker4d.world import render_clip, save_clip
+    from thinker4d.world.clip import write_video
+
+    rng = np.random.default_rng(0)
+    big = np.repeat(rng.integers(0, 255, (12, 96, 128, 3), dtype=np.uint8), 8, axis=1).repeat(8, axis=2)
+    write_video(tmp_path / "big.mp4", big, fps=12)  # 12 frames of 768 x 1024
+    made = _spy_on_decoding(monkeypatch)
+    frames, fps = read_video_frames(tmp_path / "big.mp4", target_fps=None, max_frames=4, max_size=64)
+    assert frames.shape == (4, 48, 64, 3) and fps == pytest.approx(4.0)
+    # one small array per kept frame, each scaled before it became an array: never a full-resolution frame or stack
+    assert made == [((48, 64, 3), True)] * 4
+    # a plain video and a clip folder through the pipeline's ingest, with the configured max_size / max_frames
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (tmp_path / "big.mp4").rename(videos / "big.mp4")
+    save_clip(render_clip(3, num_frames=12, size=256), tmp_path / "clips" / "c0")
+    cfg = SynthesisConfig(
+        clip_dirs=[str(tmp_path / "clips" / "c*")], video_dirs=[str(videos)], max_frames=6, max_size=64
+    )
+    made.clear()
+    folder = load_source(Source(0, "folder", str(tmp_path / "clips" / "c0")), cfg)
+    assert folder.frames.shape == (6, 64, 64, 3) and folder.instance_ids.shape == (6, 64, 64)
+    assert made == [((64, 64, 3), True)] * 6
+    made.clear()
+    video = load_source(Source(1, "video", str(videos / "big.mp4")), cfg)
+    assert video.frames.shape == (6, 48, 64, 3) and made == [((48, 64, 3), True)] * 6
+
+
 def test_read_video_frames_sampling_and_errors(tmp_path):
     from thinker4d.world.clip import write_video
 
@@ -639,6 +812,53 @@ def test_config_errors(tmp_path):
         SynthesisConfig.from_yaml(tmp_path / "c.yaml")
     for name in ("offline.yaml", "gemini_sam2.yaml"):
         SynthesisConfig.from_yaml(Path(__file__).parents[1] / "examples" / "synthesis" / name)
+
+
+def test_invalid_settings_are_listed_in_one_error_before_anything_is_written(tmp_path, capsys):
+    from thinker4d.commands.synthesize import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "world_num_clips: ten\nworld_size: 15\noverlay_color: red\nbatch_size: '16'\nfps: fast\n"
+        "clip_dirs: data/clips/*\ntasks: camera_motion\njpeg_quality: high\nmax_frames: 16.5\nbogus: 1\n"
+    )
+    with pytest.raises(ValueError) as e:
+        SynthesisConfig.from_yaml(bad)
+    msg = str(e.value)
+    assert msg.startswith(f"{bad}: invalid synthesis settings (10; fix each and rerun)")
+    for line in (
+        "unknown synthesis settings ['bogus']",
+        "world_num_clips must be an integer >= 0, got a string 'ten'",
+        "world_size must be an even integer from 16 to 1024",
+        "overlay_color must be three integers 0-255 (RGB), e.g. [255, 0, 0], got a string 'red'",
+        "batch_size must be an integer >= 1, got a string '16'",
+        "fps must be a number > 0 or null, got a string 'fast'",
+        "clip_dirs must be a list of glob patterns of clip folders (write ['data/clips/*'] for one)",
+        "tasks must be a list of tasks from camera_motion",
+        "jpeg_quality must be an integer from 1 to 100, got a string 'high'",
+        "max_frames must be an integer >= 2, got 16.5 (float)",
+    ):
+        assert f"  - {line}" in msg, line
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exc:
+        main(["--config", str(bad), "--output", str(out)])
+    assert exc.value.code == 2 and "world_size must be" in capsys.readouterr().err and not out.exists()
+    with pytest.raises(ValueError, match="object_motion_state needs clips of >= 5 frames, but the world clips have 4"):
+        SynthesisConfig(world_num_clips=2, world_num_frames=4, tasks=["camera_motion", "object_motion_state"])
+    with pytest.raises(
+        ValueError, match="world_camera_motions must be camera-motion classes \\(unknown: \\['Zoom'\\]"
+    ):
+        SynthesisConfig(world_camera_motions=["Pan Left", "Zoom"])
+    # a field changed after construction, a path that matches nothing, no sources: refused before any write
+    cfg = SynthesisConfig(world_num_clips=2, **SMALL)
+    cfg.world_size = 15
+    with pytest.raises(ValueError, match="world_size must be an even integer"):
+        run_synthesis(cfg, out, progress=False)
+    with pytest.raises(FileNotFoundError, match="matches nothing"):
+        run_synthesis(SynthesisConfig(clip_dirs=[str(tmp_path / "nope*")]), out, progress=False)
+    with pytest.raises(ValueError, match="name no sources: set world_num_clips > 0, clip_dirs"):
+        run_synthesis(SynthesisConfig(), out, progress=False)
+    assert not out.exists()
 
 
 # ------------------------------------------------------------------------------------------------ SAM2
@@ -849,12 +1069,15 @@ def _schema_props(body):
 
 
 def test_plain_videos_with_rule_teacher_are_skipped_with_the_reason(plain_videos, tmp_path):
+    from thinker4d.data.pipeline import SynthesisFailed
+
     cfg = _plain_cfg(plain_videos)
-    report = run_synthesis(cfg, tmp_path / "rule", progress=False)
+    with pytest.raises(SynthesisFailed, match=f"questions/{RULE_SKIP}: {NUM_VIDEOS * len(cfg.tasks)}") as failed:
+        run_synthesis(cfg, tmp_path / "rule", progress=False)  # nothing can be kept: no dataset, and the reason
+    report = failed.value.report
     assert report["kept"] == 0 and _rows(tmp_path / "rule") == [] and report["errors"] == []
     assert report["rejected"] == {"questions": {RULE_SKIP: NUM_VIDEOS * len(cfg.tasks)}}
-    assert report["label_sources"] == {}
-    assert RULE_SKIP in (tmp_path / "rule" / "README.md").read_text()
+    assert report["retryable"] == 0 and not writer.is_complete(tmp_path / "rule")
 
 
 def test_unknown_teacher_class_is_retried_then_rejected(plain_videos, tmp_path, monkeypatch):
@@ -890,10 +1113,14 @@ def test_unknown_teacher_class_is_retried_then_rejected(plain_videos, tmp_path, 
     assert label_calls == 2 * NUM_VIDEOS * len(tasks)  # one malformed answer and one retry per request
     assert rep["kept"] == NUM_VIDEOS * len(tasks) and rep["teacher_usage"]["error_malformed"] == label_calls // 2
     assert {r["label_source"] for r in _rows(tmp_path / "a")} == {"teacher"}
+    from thinker4d.data.pipeline import SynthesisFailed
+
     with FakeGeminiServer(responder=always_unknown) as srv:
         srv.keep_bodies = True
         cfg = _plain_cfg(plain_videos, gemini_base_url=srv.url, **kw)
-        rep = run_synthesis(cfg, tmp_path / "b", segmenter=PromptBoxSegmenter(), progress=False)
+        with pytest.raises(SynthesisFailed, match="questions/teacher_malformed") as failed:  # nothing kept
+            run_synthesis(cfg, tmp_path / "b", segmenter=PromptBoxSegmenter(), progress=False)
+        rep = failed.value.report
         label_calls = sum(1 for b in srv.bodies if "evidence" in _schema_props(b))
     assert label_calls == 3 * NUM_VIDEOS * len(tasks)  # 1 + gemini_max_retries attempts each
     assert rep["kept"] == 0 and rep["errors"] == []

@@ -314,6 +314,50 @@ def test_spatialvid_annotation_folder_loads_through_load_clip(tmp_path):
         load_clip(tmp_path)
 
 
+def _audio_only_mp4(path):
+    import av
+
+    with av.open(str(path), "w", format="mp4") as c:
+        stream = c.add_stream("aac", rate=16000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate = 16000
+        for packet in list(stream.encode(frame)) + list(stream.encode()):
+            c.mux(packet)
+
+
+def test_world_folder_missing_files_and_streamless_video_are_named(tmp_path):
+    clip = render_clip(2, **SMALL)
+    for name in ("masks.npz", "indexes.txt", "tracks.json"):
+        folder = save_clip(clip, tmp_path / name)
+        (folder / name).unlink()
+        with pytest.raises(FileNotFoundError, match=f"{name}: missing {name}; a thinker4d world clip folder needs"):
+            load_clip(folder)
+    folder = save_clip(clip, tmp_path / "audio")
+    _audio_only_mp4(folder / "video.mp4")
+    with pytest.raises(ValueError, match="video.mp4 has no video stream .*re-encode it with a video track"):
+        load_clip(folder)
+    folder = save_clip(clip, tmp_path / "small-masks")
+    np.savez_compressed(folder / "masks.npz", instance_ids=np.zeros((8, 32, 32), np.uint8))
+    with pytest.raises(ValueError, match="masks.npz: instance_ids must be \\(8, 64, 64\\)"):
+        load_clip(folder)
+
+
+def test_load_clip_samples_and_scales_while_decoding(tmp_path):
+    clip = render_clip(6, num_frames=8, size=128)
+    folder = save_clip(clip, tmp_path / "c")
+    sub = load_clip(folder, max_size=64, sample=lambda n, fps: np.arange(0, n, 2))
+    assert sub.frames.shape == (4, 64, 64, 3) and sub.instance_ids.shape == sub.depth.shape == (4, 64, 64)
+    assert sub.fps == pytest.approx(clip.fps / 2) and list(sub.frame_indices) == [0, 2, 4, 6]
+    np.testing.assert_allclose(sub.w2c, clip.w2c[::2], atol=1e-9)
+    np.testing.assert_allclose(sub.K[:2], clip.K[:2] / 2)  # the same camera at half the pixels
+    assert np.array_equal(sub.instance_ids, clip.instance_ids[::2, ::2, ::2])  # nearest neighbour
+    assert sub.camera_motion == clip.camera_motion
+    for name in clip.tracks:
+        np.testing.assert_allclose(sub.tracks[name], clip.tracks[name][::2], atol=1e-6)
+    small = render_clip(6, num_frames=8, size=64).frames[::2]
+    assert np.abs(sub.frames.astype(int) - small.astype(int)).mean() < 12  # area-downscaled ~ rendered small
+
+
 # ------------------------------------------------------------------------------------------------ questions
 
 
@@ -426,3 +470,36 @@ def test_restricted_camera_motion_vocabulary():
     )
     with pytest.raises(ValueError, match="at least 4 distinct classes"):
         ask(clip, "camera_motion", rng=0, camera_motions=["Pan Left", "Pan Right"])
+
+
+def test_synthdsr_refuses_tasks_the_clips_cannot_support_before_rendering(tmp_path, monkeypatch):
+    """object_motion_state's stop/start classes need MIN_STATE_INTERVALS moving and as many still frame intervals, so
+    4-frame clips never get that question: the build is refused at once instead of failing after thousands of clips."""
+    import thinker4d.world.synthdsr as synthdsr
+    from thinker4d.commands.synthdsr import main
+    from thinker4d.world.questions import MIN_STATE_INTERVALS, task_min_frames
+
+    need = task_min_frames("object_motion_state")
+    assert need == 2 * MIN_STATE_INTERVALS + 1
+    assert task_min_frames("object_bbox") == 1 and task_min_frames("object_speed") == 2
+    rendered = []
+    monkeypatch.setattr(synthdsr, "render_spec", lambda spec: rendered.append(spec) or render_spec(spec))
+    with pytest.raises(
+        ValueError,
+        match=f"object_motion_state \\(needs >= {need} frames\\) on 4-frame clips.*"
+        f"--num-frames {need}.*--tasks camera_motion",
+    ):
+        build_synthdsr(tmp_path / "sd", num_questions=400, size=32, num_frames=4, progress=False)
+    assert rendered == [] and not (tmp_path / "sd").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path / "cli"), "--num-questions", "400", "--size", "32", "--num-frames", "4"])
+    assert exc.value.code == 2
+    # the generator's own threshold: below it no clip has the question, at it the clips do
+    short = [render_clip(s, num_frames=need - 1, size=64) for s in range(10)]
+    assert all(ask(c, "object_motion_state", rng=0) is None for c in short)
+    enough = [render_clip(s, num_frames=need, size=64) for s in range(10)]
+    assert sum(ask(c, "object_motion_state", rng=0) is not None for c in enough) >= 5
+    # without the task, 4-frame clips are fine
+    tasks = [t for t in QUESTION_TASKS if t != "object_motion_state"]
+    ds = build_synthdsr(tmp_path / "ok", num_questions=8, size=32, num_frames=4, tasks=tasks, progress=False)
+    assert len(ds) == 8

@@ -15,25 +15,29 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-questions", type=int, default=500)
     p.add_argument("--seed", type=int, default=0, help="build seed, 0-8999 (selects a disjoint block of clip seeds)")
     p.add_argument("--size", type=int, default=128)
-    p.add_argument("--num-frames", type=int, default=16)
+    p.add_argument("--num-frames", type=int, default=16, help="frames per clip (object_motion_state needs at least 5)")
     p.add_argument("--fps", type=float, default=8.0)
     p.add_argument("--tasks", nargs="+", default=None, help="subset of tasks (default: all)")
     return p
 
 
 def main(argv=None) -> int:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = parser.parse_args(argv)
     from thinker4d.world import build_synthdsr
 
-    ds = build_synthdsr(
-        args.out,
-        num_questions=args.num_questions,
-        seed=args.seed,
-        num_frames=args.num_frames,
-        size=args.size,
-        fps=args.fps,
-        tasks=args.tasks,
-    )
+    try:
+        ds = build_synthdsr(
+            args.out,
+            num_questions=args.num_questions,
+            seed=args.seed,
+            num_frames=args.num_frames,
+            size=args.size,
+            fps=args.fps,
+            tasks=args.tasks,
+        )
+    except ValueError as e:  # settings the build refuses up front (sizes, seeds, tasks the clips cannot support)
+        parser.error(str(e))
     print(f"Wrote {len(ds)} SynthDSR questions to {args.out}")
     return 0
 

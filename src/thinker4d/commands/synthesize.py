@@ -60,6 +60,12 @@ def _print_report(report: dict) -> None:
     print(json.dumps(short, indent=1))
     for e in report.get("errors") or []:
         print(f"error: clip {e.get('clip_id')} at {e.get('stage')}: {e.get('message')}", file=sys.stderr)
+    if report.get("retryable") and report.get("complete"):
+        print(
+            f"note: {report['retryable']} candidates were rejected for transient teacher failures (timeouts, 429, "
+            "5xx); rerun with --resume to retry them.",
+            file=sys.stderr,
+        )
     usage = report.get("teacher_usage")
     if usage and usage.get("teacher") != "rule":
         print("teacher usage: " + json.dumps(usage))
@@ -83,8 +89,9 @@ def main(argv=None) -> int:
             push_dataset(args.dataset, args.repo_id, private=args.private or None, license=args.license)
             print(f"Pushed {args.dataset} to https://huggingface.co/datasets/{args.repo_id}")
         return 0
-    args = make_parser().parse_args(argv)
-    from thinker4d.data.pipeline import SynthesisConfig, run_synthesis
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    from thinker4d.data.pipeline import SynthesisConfig, SynthesisFailed, run_synthesis
 
     overrides = {
         "world_num_clips": args.world_num_clips,
@@ -92,18 +99,26 @@ def main(argv=None) -> int:
         "segmenter": args.segmenter,
         "num_proc": args.num_proc,
     }
-    if args.config:
-        config = SynthesisConfig.from_yaml(args.config, **overrides)
-    else:
-        config = SynthesisConfig(**{k: v for k, v in overrides.items() if v is not None})
-    report = run_synthesis(
-        config,
-        args.output,
-        resume=args.resume,
-        num_shards=args.num_shards,
-        shard_index=args.shard_index,
-        progress=not args.no_progress,
-    )
+    try:  # every bad setting, in one message, before anything is written
+        if args.config:
+            config = SynthesisConfig.from_yaml(args.config, **overrides)
+        else:
+            config = SynthesisConfig(**{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as e:
+        parser.error(str(e))
+    try:
+        report = run_synthesis(
+            config,
+            args.output,
+            resume=args.resume,
+            num_shards=args.num_shards,
+            shard_index=args.shard_index,
+            progress=not args.no_progress,
+        )
+    except SynthesisFailed as e:  # every candidate rejected: no dataset, and a non-zero exit
+        _print_report(e.report)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     _print_report(report)
     return 0
 

@@ -6,8 +6,10 @@ What differs from the paper (docs/paper_differences.md, section 10):
    SpatialVID-style folders (`thinker4d.world.load_clip`: video + poses + optional depth/masks) and plain video folders
    (frames only). The paper reads SpatialVID only and drops videos with more than 50 frames.
 2. Frames are sampled at a stated target fps with a maximum count (PyAV), and `fps` travels with the row; the paper
-   assumes that frame k is second k and never checks it.
-3. Every failure to read a clip raises `IngestError` naming the clip and the file, so the runner records it and goes on.
+   assumes that frame k is second k and never checks it. The frames are chosen before decoding and scaled
+   to `max_size` one at a time as they are decoded, so memory is bounded by the settings, not by the input video.
+3. Every failure to read a clip (a corrupt or streamless video, a missing annotation file, masks of the wrong size)
+   raises `IngestError` naming the clip and the file, so the runner records it and goes on.
 """
 
 from __future__ import annotations
@@ -93,65 +95,93 @@ def sample_indices(num_frames: int, src_fps: float, target_fps: float | None, ma
     return idx.astype(np.int64)
 
 
-def read_video_frames(path, target_fps: float | None = None, max_frames: int = 16) -> tuple[np.ndarray, float]:
-    """Decode a video with PyAV and sample it; returns `(frames (T,H,W,3) uint8, fps of the sampled frames)`.
-
-    Raises:
-        IngestError: when the file is missing, empty, corrupt or truncated (no decodable frame).
-    """
+def _count_frames(path: Path) -> tuple[int, float]:
+    """`(frames, fps)` from the header, or by reading the packets without decoding when the header has no count."""
     import av
 
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise IngestError(
+                f"Video {path} has no video stream (audio or data only?); re-encode it with a video track."
+            )
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or stream.guessed_rate or 0) or 0.0
+        if stream.frames:
+            return int(stream.frames), fps
+        return sum(1 for packet in container.demux(stream) if packet.size), fps
+
+
+def _decode_at(path: Path, idx: np.ndarray, max_size: int | None) -> tuple[list, int]:
+    """Decode frame by frame, keeping only the frames `idx` (each scaled to `max_size` before it becomes an array);
+    returns `(kept frames, frames decoded)`."""
+    import av
+
+    from thinker4d.world.clip import fit_size
+
+    wanted, kept, n = set(int(i) for i in idx), [], 0
+    with av.open(str(path)) as container:
+        for n, frame in enumerate(container.decode(container.streams.video[0]), start=1):
+            if n - 1 in wanted:
+                h, w = fit_size(frame.height, frame.width, max_size)
+                if (h, w) != (frame.height, frame.width):
+                    frame = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA")
+                kept.append(frame.to_ndarray(format="rgb24"))
+    return kept, n
+
+
+def read_video_frames(
+    path, target_fps: float | None = None, max_frames: int = 16, max_size: int | None = None
+) -> tuple[np.ndarray, float]:
+    """Decode a video with PyAV and sample it; returns `(frames (T,H,W,3) uint8, fps of the sampled frames)`.
+
+    The frames to keep are chosen from the frame count before decoding (`sample_indices` at `target_fps`, at most
+    `max_frames`), and decoding goes frame by frame: only the kept frames become arrays, each scaled down first so its
+    longer side is at most `max_size` pixels (aspect kept). Memory is bounded by `max_frames` and `max_size`, not by
+    the video's length or resolution.
+
+    Raises:
+        IngestError: when the file is missing, empty, corrupt or truncated (no decodable frame), or has no video
+            stream.
+    """
     path = Path(path)
     if not path.is_file():
         raise IngestError(f"Video {path} does not exist.")
     if path.stat().st_size == 0:
         raise IngestError(f"Video {path} is empty (0 bytes).")
     try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise IngestError(f"{path} has no video stream.")
-            stream = container.streams.video[0]
-            src_fps = float(stream.average_rate or stream.guessed_rate or 0) or 0.0
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        count, src_fps = _count_frames(path)
+        idx = sample_indices(count, src_fps, target_fps, max_frames)
+        frames, decoded = _decode_at(path, idx, max_size)
+        if decoded and decoded != count:  # the header or packets miscounted (e.g. a truncated file): sample again
+            count = decoded
+            idx = sample_indices(count, src_fps, target_fps, max_frames)
+            frames, decoded = _decode_at(path, idx, max_size)
     except IngestError:
         raise
     except Exception as e:  # av raises many error types for broken files
         raise IngestError(f"Cannot decode video {path} (corrupt or truncated?): {type(e).__name__}: {e}") from None
-    if not frames:
+    if not frames or not decoded:
         raise IngestError(f"Video {path} has no decodable frames (truncated?).")
-    idx = sample_indices(len(frames), src_fps, target_fps, max_frames)
-    out_fps = src_fps * len(idx) / len(frames) if src_fps else 1.0
-    return np.stack([frames[i] for i in idx]), float(out_fps)
+    out_fps = src_fps * len(idx) / decoded if src_fps else 1.0
+    return np.stack(frames), float(out_fps)
 
 
 def subsample_clip(clip, indices: np.ndarray):
     """A `Clip` restricted to `indices` (frames, poses, depth, masks, tracks and motion-label segments together)."""
+    from thinker4d.world.clip import remap_motion_labels, sampled_fps
+
     indices = np.asarray(indices, dtype=np.int64)
     if len(indices) == clip.num_frames and np.array_equal(indices, np.arange(clip.num_frames)):
         return clip
-    pos = {int(i): k for k, i in enumerate(indices)}
-
-    def remap(key: str) -> str | None:
-        a, b = (int(x) for x in str(key).split("->"))
-        inside = [k for i, k in pos.items() if a <= i <= b]
-        return f"{min(inside)}->{max(inside)}" if len(inside) >= 2 else None
-
-    labels = {}
-    for key, value in clip.motion_labels.items():
-        new = remap(key)
-        if new is not None:
-            labels[new] = value
-    span = float(indices[-1] - indices[0]) if len(indices) > 1 else 1.0
-    fps = clip.fps * (len(indices) - 1) / span if len(indices) > 1 and span > 0 else clip.fps
     return dataclasses.replace(
         clip,
         frames=clip.frames[indices],
-        fps=float(fps),
+        fps=sampled_fps(clip.fps, indices),
         w2c=clip.w2c[indices],
         depth=None if clip.depth is None else clip.depth[indices],
         instance_ids=None if clip.instance_ids is None else clip.instance_ids[indices],
         tracks={k: np.asarray(v)[indices] for k, v in clip.tracks.items()},
-        motion_labels=labels,
+        motion_labels=remap_motion_labels(clip.motion_labels, indices),
         frame_indices=np.asarray(clip.frame_indices)[indices],
     )
 
@@ -175,10 +205,17 @@ def load_source(source: Source, config):
                 fps=config.world_fps,
                 camera_motions=getattr(config, "world_camera_motions", None) or None,
             )
-        elif source.kind == "folder":
-            clip = load_clip(source.ref)
+        elif source.kind == "folder":  # sampled and scaled while decoding
+            return _checked(
+                source,
+                load_clip(
+                    source.ref,
+                    max_size=config.max_size,
+                    sample=lambda n, fps: sample_indices(n, fps, config.fps, config.max_frames),
+                ),
+            )
         elif source.kind == "video":
-            frames, fps = read_video_frames(source.ref, config.fps, config.max_frames)
+            frames, fps = read_video_frames(source.ref, config.fps, config.max_frames, config.max_size)
             H, W = frames.shape[1:3]
             K = np.array([[max(H, W), 0, W / 2], [0, max(H, W), H / 2], [0, 0, 1.0]])
             w2c = np.tile(np.eye(4), (len(frames), 1, 1))
@@ -191,9 +228,15 @@ def load_source(source: Source, config):
         raise IngestError(f"Clip {source.ref}: missing file: {e}") from None
     except Exception as e:
         raise IngestError(f"Clip {source.ref}: {type(e).__name__}: {e}") from None
+    return _checked(
+        source, subsample_clip(clip, sample_indices(clip.num_frames, clip.fps, config.fps, config.max_frames))
+    )
+
+
+def _checked(source: Source, clip):
     if clip.num_frames == 0:
         raise IngestError(f"Clip {source.ref}: the video has no frames.")
-    return subsample_clip(clip, sample_indices(clip.num_frames, clip.fps, config.fps, config.max_frames))
+    return clip
 
 
 __all__ = [

@@ -15,6 +15,9 @@ What differs from the paper (docs/paper_differences.md, section 10):
    processes share the clips through `datasets.Dataset.map(..., num_proc=N)`.
 2. Every clip ends as rows or as recorded rejections with a reason (never a silent empty result); per-clip errors
    (bad video, missing annotation, wrong mask size, teacher failures) are listed in the report and the run continues.
+   The settings are checked as a whole before anything is written; a run that keeps no row raises `SynthesisFailed`
+   instead of marking an empty dataset complete, and a resumed run retries the candidates rejected for transient
+   teacher failures (timeouts, 429, 5xx, transport errors).
 3. Labels come from geometry (`label_source="geometry"`) wherever the clip has it; plain videos are labelled by the
    teacher's `labels_many` (one class of a fixed list per task, `label_source="teacher"`), and with the rule teacher,
    which cannot label them, they are skipped with a recorded reason. The validator checks the answer against the
@@ -37,10 +40,163 @@ from pathlib import Path
 import numpy as np
 
 from . import writer
-from .ingest import IngestError, Source, list_sources, load_source, shard_sources
+from .ingest import IngestError, Source, list_sources, load_source, sample_indices, shard_sources
 from .overlays import make_overlays, select_key_frames
 from .questions import DEFAULT_TASKS, make_questions, needs_teacher_labels, question_subjects
 from .validate import validate_cot
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def _problems_message(title: str, problems: list[str]) -> str:
+    return f"{title} ({len(problems)}; fix each and rerun):\n" + "\n".join(f"  - {p}" for p in problems)
+
+
+def config_problems(values: dict) -> list[str]:
+    """Every bad value among the `SynthesisConfig` fields in `values` (types, ranges, allowed values, and tasks that
+    the configured frames can never support), one line per field naming it and saying what it must be; empty when all
+    are valid. `SynthesisConfig` raises one `ValueError` listing them, so a bad setting is refused before a run
+    writes anything."""
+    from thinker4d.world import QUESTION_TASKS, TRAIN_SEED_LIMIT
+    from thinker4d.world.camera import CAMERA_MOTIONS, canonical_motion
+    from thinker4d.world.questions import unsupported_tasks
+
+    out: list[str] = []
+    get = values.get
+
+    def bad(name: str, what: str) -> None:
+        v = get(name)
+        got = f"a string {v!r}" if isinstance(v, str) else f"{v!r} ({type(v).__name__})"
+        out.append(f"{name} must be {what}, got {got}")
+
+    def integer(name: str, lo: int, hi: int | None = None) -> bool:
+        v = get(name)
+        if _is_int(v) and v >= lo and (hi is None or v <= hi):
+            return True
+        bad(name, f"an integer {f'from {lo} to {hi}' if hi is not None else f'>= {lo}'}")
+        return False
+
+    def number(name: str, lo: float, hi: float | None = None, above: bool = False, optional: bool = False) -> bool:
+        v = get(name)
+        if optional and v is None:
+            return True
+        if _is_number(v) and (v > lo if above else v >= lo) and (hi is None or v <= hi):
+            return True
+        rng = f"> {lo}" if above else (f"from {lo} to {hi}" if hi is not None else f">= {lo}")
+        bad(name, f"a number {rng}" + (" or null" if optional else ""))
+        return False
+
+    def choice(name: str, allowed: tuple) -> None:
+        if get(name) not in allowed:
+            bad(name, "one of " + ", ".join(repr(a) for a in allowed))
+
+    def text(name: str, optional: bool = False) -> None:
+        v = get(name)
+        if not ((optional and v is None) or (isinstance(v, str) and v.strip())):
+            bad(name, "a non-empty string" + (" or null" if optional else ""))
+
+    def str_list(name: str, what: str) -> list | None:
+        v = get(name)
+        if isinstance(v, (list, tuple)) and all(isinstance(x, str) and x for x in v):
+            return list(v)
+        hint = f" (write [{v!r}] for one)" if isinstance(v, str) else ""
+        bad(name, f"a list of {what}{hint}")
+        return None
+
+    counts_ok = integer("world_num_clips", 0) & integer("world_seed_start", 0)
+    if counts_ok and get("world_num_clips") and get("world_seed_start") + get("world_num_clips") > TRAIN_SEED_LIMIT:
+        first, n = get("world_seed_start"), get("world_num_clips")
+        out.append(
+            f"world_seed_start, world_num_clips: world seeds {first}..{first + n - 1} reach the held-out range "
+            f"(>= {TRAIN_SEED_LIMIT}); training data must use smaller seeds"
+        )
+    world_frames_ok = integer("world_num_frames", 1)
+    v = get("world_size")
+    if not (_is_int(v) and 16 <= v <= 1024 and v % 2 == 0):
+        bad("world_size", "an even integer from 16 to 1024 (pixels; mp4 needs even sizes)")
+    world_fps_ok = number("world_fps", 0, above=True)
+    motions = str_list("world_camera_motions", "camera-motion classes (empty: all)")
+    if motions:
+        unknown_motions = []
+        for m in motions:
+            try:
+                canonical_motion(m)
+            except ValueError:
+                unknown_motions.append(m)
+        if unknown_motions:
+            bad(
+                "world_camera_motions",
+                f"camera-motion classes (unknown: {unknown_motions}; valid: {', '.join(CAMERA_MOTIONS)}, Stay)",
+            )
+        elif len(set(motions)) < 4 and "camera_motion" in (get("tasks") or ()):
+            bad("world_camera_motions", "at least 4 distinct classes (camera questions have 4 options) or empty")
+    str_list("clip_dirs", "glob patterns of clip folders")
+    str_list("video_dirs", "folders of plain videos")
+    fps_ok = number("fps", 0, above=True, optional=True)
+    max_frames_ok = integer("max_frames", 2)
+    integer("max_size", 16)
+    tasks = get("tasks")
+    if not isinstance(tasks, (list, tuple)):
+        bad(
+            "tasks",
+            f"a list of tasks from {', '.join(QUESTION_TASKS)}"
+            + (f" (write [{tasks!r}] for one)" if isinstance(tasks, str) else ""),
+        )
+        tasks = None
+    elif not tasks or any(t not in QUESTION_TASKS for t in tasks):
+        wrong = [t for t in tasks if t not in QUESTION_TASKS] or tasks
+        out.append(f"tasks: Unknown or empty tasks {wrong!r}; give a non-empty list of {', '.join(QUESTION_TASKS)}")
+        tasks = None
+    if tasks and max_frames_ok:
+        short = unsupported_tasks(tasks, get("max_frames"))
+        for t, need in short.items():
+            out.append(
+                f"tasks, max_frames: {t} needs clips of >= {need} frames, but max_frames is {get('max_frames')}"
+            )
+        if get("world_num_clips") and counts_ok and world_frames_ok and world_fps_ok and fps_ok:
+            n = len(sample_indices(get("world_num_frames"), get("world_fps"), get("fps"), get("max_frames")))
+            for t, need in unsupported_tasks(tasks, n).items():
+                if t not in short:
+                    out.append(
+                        f"tasks, world_num_frames: {t} needs clips of >= {need} frames, but the world clips have {n} "
+                        f"(world_num_frames={get('world_num_frames')}, world_fps={get('world_fps')}, "
+                        f"fps={get('fps')}); raise world_num_frames or leave {t} out of tasks"
+                    )
+    integer("camera_key_frames", 2, 8)
+    integer("object_key_frames", 2, 8)
+    number("overlay_alpha", 0.0, 1.0)
+    color = get("overlay_color")
+    if not (isinstance(color, (list, tuple)) and len(color) == 3 and all(_is_int(c) and 0 <= c <= 255 for c in color)):
+        bad("overlay_color", "three integers 0-255 (RGB), e.g. [255, 0, 0]")
+    integer("max_regenerations", 0)
+    choice("image_format", ("jpeg", "png"))
+    integer("jpeg_quality", 1, 100)
+    choice("teacher", ("rule", "gemini"))
+    choice("cot_style", ("full", "compact"))
+    text("teacher_model")
+    text("gemini_base_url", optional=True)
+    integer("gemini_concurrency", 1)
+    integer("gemini_max_retries", 0)
+    number("gemini_timeout_s", 0, above=True)
+    number("gemini_backoff_s", 0)
+    integer("gemini_max_frames", 1)
+    text("cache_dir", optional=True)
+    choice("segmenter", ("ground_truth", "sam2"))
+    text("sam2_model")
+    integer("seed", 0)
+    integer("batch_size", 1)
+    integer("rows_per_shard", 1)
+    info = get("sources_info")
+    if not (isinstance(info, (list, tuple)) and all(isinstance(x, dict) for x in info)):
+        bad("sources_info", "a list of {name, license, url} mappings")
+    integer("num_proc", 1)
+    return out
 
 
 @dataclass
@@ -59,6 +215,10 @@ class SynthesisConfig:
         video_dirs (`list[str]`): folders of plain videos (frames only; no geometry labels).
         fps (`float`, *optional*): target fps of the sampled frames (`None` keeps the source rate).
         max_frames (`int`, defaults to 16): most frames per clip.
+        max_size (`int`, defaults to 512): longest side in pixels of the frames of clip folders and plain videos;
+            larger frames are scaled down (aspect kept) while they are decoded, one at a time, and masks, depth and
+            intrinsics follow, so ingest memory is bounded by `max_frames` and `max_size`, not by the input. World
+            clips are rendered at `world_size`.
 
     > Parameters that control the questions and imagery
 
@@ -101,6 +261,9 @@ class SynthesisConfig:
     video_dirs: list = field(default_factory=list, metadata={"help": "folders of plain videos"})
     fps: float | None = field(default=None, metadata={"help": "target fps of sampled frames (None: source rate)"})
     max_frames: int = field(default=16, metadata={"help": "most frames per clip"})
+    max_size: int = field(
+        default=512, metadata={"help": "longest side (pixels) of frames decoded from clip folders and plain videos"}
+    )
     tasks: list = field(default_factory=lambda: list(DEFAULT_TASKS), metadata={"help": "question tasks"})
     camera_key_frames: int = field(default=2, metadata={"help": "overlays per camera-motion question"})
     object_key_frames: int = field(default=4, metadata={"help": "overlays per object question (2-8)"})
@@ -130,45 +293,39 @@ class SynthesisConfig:
     num_proc: int = field(default=1, metadata={"help": "worker processes for the local stages (rows do not change)"})
 
     def __post_init__(self):
-        from thinker4d.world import QUESTION_TASKS, TRAIN_SEED_LIMIT
+        self.validate()
 
-        bad = [t for t in self.tasks if t not in QUESTION_TASKS]
-        if bad or not self.tasks:
-            raise ValueError(f"Unknown or empty tasks {bad or self.tasks}; choose from {', '.join(QUESTION_TASKS)}.")
-        if self.world_num_clips < 0 or self.world_seed_start < 0:
-            raise ValueError("world_num_clips and world_seed_start must be >= 0.")
-        if self.world_num_clips and self.world_seed_start + self.world_num_clips > TRAIN_SEED_LIMIT:
-            raise ValueError(
-                f"World seeds {self.world_seed_start}..{self.world_seed_start + self.world_num_clips - 1} reach the "
-                f"held-out range (>= {TRAIN_SEED_LIMIT}); training data must use smaller seeds."
-            )
-        if self.cot_style not in ("full", "compact"):
-            raise ValueError(f"cot_style must be 'full' or 'compact', got {self.cot_style!r}.")
-        if self.teacher not in ("rule", "gemini"):
-            raise ValueError(f"teacher must be 'rule' or 'gemini', got {self.teacher!r}.")
-        if self.segmenter not in ("ground_truth", "sam2"):
-            raise ValueError(f"segmenter must be 'ground_truth' or 'sam2', got {self.segmenter!r}.")
-        if not 2 <= self.object_key_frames <= 8 or not 2 <= self.camera_key_frames <= 8:
-            raise ValueError("object_key_frames and camera_key_frames must be in 2..8 (the paper uses 2-8 overlays).")
-        if self.image_format not in ("jpeg", "png"):
-            raise ValueError(f"image_format must be 'jpeg' or 'png', got {self.image_format!r}.")
-        if self.max_frames < 2 or self.batch_size < 1 or self.rows_per_shard < 1 or self.max_regenerations < 0:
-            raise ValueError("Need max_frames >= 2, batch_size >= 1, rows_per_shard >= 1, max_regenerations >= 0.")
-        if not isinstance(self.num_proc, int) or self.num_proc < 1:
-            raise ValueError(f"num_proc must be an integer >= 1 (worker processes), got {self.num_proc!r}.")
+    def validate(self) -> None:
+        """Raise one `ValueError` listing every bad field (see `config_problems`)."""
+        problems = config_problems({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        if problems:
+            raise ValueError(_problems_message("Invalid synthesis settings", problems))
 
     @classmethod
     def from_yaml(cls, path, **overrides) -> SynthesisConfig:
-        """Read a YAML file of field names (unknown keys are an error naming them); `overrides` win."""
+        """Read a YAML file of field names; `overrides` win. Unknown keys and bad values are reported together, in
+        one error naming the file and every bad field."""
         import yaml
 
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(Path(path).read_text())
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ValueError(
+                f"{path}: expected a mapping of synthesis settings (key: value lines), got a {type(data).__name__}."
+            )
         data.update({k: v for k, v in overrides.items() if v is not None})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields), key=str)
+        problems = []
         if unknown:
-            raise ValueError(f"{path}: unknown synthesis settings {unknown}; valid keys: {', '.join(sorted(names))}.")
-        return cls(**data)
+            problems.append(f"unknown synthesis settings {unknown}; valid keys: {', '.join(sorted(fields))}")
+        values = {n: f.default_factory() if f.default is dataclasses.MISSING else f.default for n, f in fields.items()}
+        values.update({k: v for k, v in data.items() if k in fields})
+        problems += config_problems(values)
+        if problems:
+            raise ValueError(_problems_message(f"{path}: invalid synthesis settings", problems))
+        return cls(**{k: v for k, v in data.items() if k in fields})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -186,6 +343,48 @@ class SynthesisConfig:
         }
         d = {k: v for k, v in self.to_dict().items() if k not in ignore}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class SynthesisFailed(RuntimeError):
+    """A run whose every candidate was rejected: nothing is assembled and `COMPLETE` is not written. The message
+    summarizes the rejections and says what to do; `report` holds the statistics (`retryable` counts the candidates a
+    `resume=True` rerun will try again)."""
+
+    def __init__(self, message: str, report: dict):
+        super().__init__(message)
+        self.report = report
+
+
+def _retryable(rejected: dict) -> int:
+    from .teacher import is_transient_rejection
+
+    return sum(n for reasons in rejected.values() for r, n in reasons.items() if is_transient_rejection(r))
+
+
+def _failure_message(out: Path, summary: dict) -> str:
+    rejected = ", ".join(
+        f"{stage}/{reason}: {n}" for stage, rs in summary["rejected"].items() for reason, n in rs.items()
+    )
+    lines = [
+        f"{out}: all {summary['candidates']} candidates of {summary['clips']} clips were rejected, so no dataset was "
+        f"written (no {writer.COMPLETE} marker). Rejections: {rejected}."
+    ]
+    for e in summary["errors"][:3]:
+        lines.append(f"  clip {e.get('clip_id')} at {e.get('stage')}: {e.get('message')}")
+    if len(summary["errors"]) > 3:
+        lines.append(f"  ... and {len(summary['errors']) - 3} more clip errors")
+    if summary["retryable"]:
+        lines.append(
+            f"{summary['retryable']} of them failed for transient reasons (teacher timeouts, transport errors, HTTP "
+            "429/5xx): check that the teacher endpoint is reachable (gemini_base_url, network, proxy, quota), then "
+            "rerun with --resume (resume=True) to retry them."
+        )
+    else:
+        lines.append(
+            "None of these reasons is transient, so a rerun would reject them again: fix the inputs or settings they "
+            "name (docs/synthesis.md lists the reasons) and write to a new output folder."
+        )
+    return "\n".join(lines)
 
 
 def build_teacher(cfg: SynthesisConfig, cache_dir: str | None = None):
@@ -520,6 +719,7 @@ def _pipeline_info(cfg: SynthesisConfig, teacher, segmenter) -> dict:
         "tasks",
         "fps",
         "max_frames",
+        "max_size",
         "world_num_clips",
         "world_seed_start",
         "world_num_frames",
@@ -721,6 +921,16 @@ def run_synthesis(
     """
     from tqdm.auto import tqdm
 
+    from .teacher import is_transient_rejection
+
+    config.validate()  # again: the fields may have been changed after construction
+    all_sources = list_sources(config)  # bad paths are refused before anything is written
+    if not all_sources:
+        raise ValueError(
+            "The settings name no sources: set world_num_clips > 0, clip_dirs (glob patterns of clip folders) or "
+            "video_dirs (folders of videos), or check that the clip_dirs patterns match folders."
+        )
+    sources = shard_sources(all_sources, num_shards, shard_index)
     out = Path(output_dir)
     work_dir = out / writer.WORK
     clips_dir = work_dir / writer.CLIPS
@@ -734,18 +944,22 @@ def run_synthesis(
             raise ValueError(
                 f"{out} was started with different settings ({old}) than now ({run_info}); use a new output folder."
             )
+    if resume:
+        writer.remove_stale_temporaries(out)
     clips_dir.mkdir(parents=True, exist_ok=True)
     if not info_path.is_file():
         writer._atomic_write_bytes(info_path, json.dumps(run_info).encode())
         writer._atomic_write_bytes(work_dir / "config.json", json.dumps(config.to_dict(), indent=1).encode())
 
-    sources = shard_sources(list_sources(config), num_shards, shard_index)
     t0 = time.perf_counter()
     if resume and writer.is_complete(out):
         stats = json.loads((out / "synthesis_stats.json").read_text())
-        return {**stats, "complete": True, "output_dir": str(out), "resumed_complete": True}
+        if not _retryable(stats["rejected"]):
+            return {**stats, "complete": True, "output_dir": str(out), "resumed_complete": True, "retryable": 0}
 
     done = writer.done_keys(clips_dir)
+    if resume:  # clips rejected for transient teacher failures (timeouts, 429, 5xx) are done again
+        done -= writer.keys_to_retry(clips_dir, done & {s.key for s in sources}, is_transient_rejection)
     todo = [s for s in sources if s.key not in done]
     timings: Counter = Counter()
     num_proc = min(config.num_proc, len(todo))
@@ -779,10 +993,17 @@ def run_synthesis(
         raise RuntimeError(
             f"{len(missing)} clip results are missing after the run ({missing[:3]}); rerun with --resume."
         )
+    summary = writer.summarize([writer.read_clip_record(f) for f in files], Counter())
+    summary["retryable"] = _retryable(summary["rejected"])
+    if summary["candidates"] and not summary["kept"]:
+        (out / writer.COMPLETE).unlink(missing_ok=True)
+        report = {**summary, "complete": False, "output_dir": str(out), "teacher_usage": teacher_stats}
+        raise SynthesisFailed(_failure_message(out, summary), report)
     stats = writer.assemble(out, files, pipeline, _default_sources(config), config.rows_per_shard)
     timings["assemble"] += time.perf_counter() - t
     return {
         **stats,
+        "retryable": summary["retryable"],
         "complete": True,
         "output_dir": str(out),
         "processed_now": len(todo),
@@ -837,4 +1058,13 @@ def merge_outputs(shard_dirs, output_dir) -> dict:
     return {**stats, "complete": True, "output_dir": str(out), "merged_shards": len(shard_dirs)}
 
 
-__all__ = ["SynthesisConfig", "build_requests", "label_teacher", "merge_outputs", "process_batch", "run_synthesis"]
+__all__ = [
+    "SynthesisConfig",
+    "SynthesisFailed",
+    "build_requests",
+    "config_problems",
+    "label_teacher",
+    "merge_outputs",
+    "process_batch",
+    "run_synthesis",
+]

@@ -57,6 +57,16 @@ class TeacherError(RuntimeError):
         self.reason = reason
 
 
+def is_transient_rejection(reason: str) -> bool:
+    """Whether a rejection reason records a teacher failure that a later try may not meet: `teacher_timeout`,
+    `teacher_transport` (e.g. the endpoint was unreachable), `teacher_http_429` and `teacher_http_5xx`. A resumed run
+    redoes the clips with such rejections; other reasons (malformed answers, 4xx, validation, geometry) are final."""
+    if not reason.startswith("teacher_"):
+        return False
+    reason = reason[len("teacher_") :]
+    return reason in ("timeout", "transport", "http_429") or (reason.startswith("http_5") and reason[5:].isdigit())
+
+
 # ------------------------------------------------------------------------------------------------ landmark rules
 
 

@@ -10,6 +10,7 @@ What differs from the paper (docs/paper_differences.md, section 10):
    `resume_position.json`, written non-atomically next to the outputs.
 2. Final shards (`data/train-NNNNN-of-NNNNN.parquet`), `synthesis_stats.json` and `README.md` are written only once every
    clip has its file, and a `COMPLETE` marker last; a folder without `COMPLETE` is never treated as a finished dataset.
+   Temporaries of a killed write are deleted on resume and before `COMPLETE`.
 3. A converter writes the paper's JSONL layout (`text_input`, `text_output` with `<output_image>`, `image_input`,
    `image_output`) with the images as files, using `paper_jsonl.dift_row_to_paper`.
 """
@@ -114,6 +115,47 @@ def done_keys(clips_dir: Path) -> set[str]:
     return done
 
 
+def read_clip_record(path: Path) -> dict:
+    """The record (`candidates`, `kept`, `rejected`, `errors`, ...) of one clip result file, from its metadata only."""
+    import pyarrow.parquet as pq
+
+    return json.loads((pq.read_schema(path).metadata or {}).get(META_KEY, b"{}"))
+
+
+def keys_to_retry(clips_dir: Path, keys, retry_reason) -> set[str]:
+    """The `keys` whose clip result has a rejection with a reason for which `retry_reason(reason)` is true."""
+    out = set()
+    for key in keys:
+        rejected = read_clip_record(clips_dir / f"{key}.parquet").get("rejected") or {}
+        if any(retry_reason(r) for reasons in rejected.values() for r in reasons):
+            out.add(key)
+    return out
+
+
+def _is_temporary(p: Path) -> bool:
+    return p.name.startswith(".") and ".tmp" in p.name and p.is_file()
+
+
+def remove_stale_temporaries(output_dir) -> int:
+    """Delete the temporary files (`.<name>.tmp<pid>-<thread>`) a killed run left in `output_dir`, `data/` and the
+    work folders; returns how many. Only call it while no other process writes into `output_dir`."""
+    output_dir = Path(output_dir)
+    n = 0
+    for d in (
+        output_dir,
+        output_dir / "data",
+        output_dir / WORK,
+        output_dir / WORK / CLIPS,
+        output_dir / WORK / "cache",
+    ):
+        if d.is_dir():
+            for p in d.iterdir():
+                if _is_temporary(p):
+                    p.unlink(missing_ok=True)
+                    n += 1
+    return n
+
+
 def read_clip_result(path: Path):
     """`(pyarrow.Table, record dict)` of one clip result file."""
     import pyarrow.parquet as pq
@@ -149,8 +191,8 @@ def summarize(records: list[dict], tasks: Counter, label_sources: Counter | None
 
 def assemble(output_dir: Path, result_files: list[Path], pipeline: dict, sources: list[dict], rows_per_shard: int):
     """Combine clip result files (in the given order) into `data/train-*.parquet`, `synthesis_stats.json`,
-    `README.md`, then `COMPLETE`. Safe to rerun after a crash: files are replaced atomically and `COMPLETE` comes last.
-    Returns the statistics dict."""
+    `README.md`, then `COMPLETE`. Safe to rerun after a crash: files are replaced atomically, temporaries left by a
+    killed write are deleted, and `COMPLETE` comes last. Returns the statistics dict."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -187,6 +229,7 @@ def assemble(output_dir: Path, result_files: list[Path], pipeline: dict, sources
     stats.update({"pipeline": pipeline, "sources": sources, "shards": names})
     _atomic_write_bytes(output_dir / "synthesis_stats.json", json.dumps(stats, indent=1).encode())
     _atomic_write_bytes(output_dir / "README.md", render_card(stats, table).encode())
+    remove_stale_temporaries(output_dir)  # e.g. a shard's temporary from a run killed while it was written
     _atomic_write_bytes(output_dir / COMPLETE, json.dumps({"rows": n, "shards": names}).encode())
     return stats
 
@@ -330,8 +373,11 @@ __all__ = [
     "encode_image",
     "features",
     "is_complete",
+    "keys_to_retry",
     "push_dataset",
+    "read_clip_record",
     "read_clip_result",
+    "remove_stale_temporaries",
     "render_card",
     "write_clip_result",
     "write_paper_jsonl",

@@ -149,17 +149,60 @@ def write_video(path, frames: np.ndarray, fps: float, crf: int = 18) -> None:
             container.mux(packet)
 
 
-def read_video(path, indices=None) -> tuple[np.ndarray, float]:
-    """Decode an mp4 into (T,H,W,3) uint8 frames (only `indices`, when given) and its frame rate."""
+def fit_size(height: int, width: int, max_size: int | None) -> tuple[int, int]:
+    """`(height, width)` scaled down (aspect kept) so the longer side is at most `max_size`; unchanged when it already
+    fits or `max_size` is `None`."""
+    if not max_size or max(height, width) <= max_size:
+        return int(height), int(width)
+    scale = max_size / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def video_info(path) -> dict:
+    """What a video's header says, without decoding: `num_frames` (0 when the container does not say), `fps`,
+    `height`, `width`.
+
+    Raises:
+        ValueError: when the file has no video stream.
+    """
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError(f"{path} has no video stream (audio or data only?); re-encode it with a video track.")
+        stream = container.streams.video[0]
+        return {
+            "num_frames": int(stream.frames or 0),
+            "fps": float(stream.average_rate or stream.guessed_rate or 0) or 0.0,
+            "height": int(stream.codec_context.height),
+            "width": int(stream.codec_context.width),
+        }
+
+
+def read_video(path, indices=None, max_size: int | None = None) -> tuple[np.ndarray, float]:
+    """Decode an mp4 into (T,H,W,3) uint8 frames (only `indices`, when given) and its frame rate.
+
+    Frames are decoded one at a time and only the wanted ones are kept, each scaled down first so its longer side is at
+    most `max_size` (area interpolation, aspect kept): memory holds the kept frames at that size, never the video.
+
+    Raises:
+        ValueError: when the file has no video stream, or lacks frames listed in `indices`.
+    """
     import av
 
     wanted = None if indices is None else {int(i): k for k, i in enumerate(indices)}
     out = {}
+    i = -1
     with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError(f"{path} has no video stream (audio or data only?); re-encode it with a video track.")
         stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0) or 0.0
         for i, frame in enumerate(container.decode(stream)):
             if wanted is None or i in wanted:
+                h, w = fit_size(frame.height, frame.width, max_size)
+                if (h, w) != (frame.height, frame.width):
+                    frame = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA")
                 out[i] = frame.to_ndarray(format="rgb24")
             if wanted is not None and len(out) == len(wanted):
                 break
@@ -168,6 +211,36 @@ def read_video(path, indices=None) -> tuple[np.ndarray, float]:
         raise ValueError(f"{path}: the video has no frames {missing} listed in indexes.txt (it has {i + 1} frames).")
     frames = np.stack([out[k] for k in sorted(out)]) if out else np.zeros((0, 0, 0, 3), np.uint8)
     return frames, fps
+
+
+def remap_motion_labels(labels: dict, indices) -> dict:
+    """`instructions.json` segments (`"start->end"` over the frames) re-expressed over the frames `indices` keeps;
+    a segment keeping fewer than two frames is dropped."""
+    pos = {int(i): k for k, i in enumerate(indices)}
+    out = {}
+    for key, value in labels.items():
+        a, b = (int(x) for x in str(key).split("->"))
+        inside = [k for i, k in pos.items() if a <= i <= b]
+        if len(inside) >= 2:
+            out[f"{min(inside)}->{max(inside)}"] = value
+    return out
+
+
+def sampled_fps(fps: float, indices) -> float:
+    """Frame rate of the frames `indices` keeps from a `fps` sequence (their mean spacing)."""
+    indices = np.asarray(indices)
+    span = float(indices[-1] - indices[0]) if len(indices) > 1 else 1.0
+    return float(fps * (len(indices) - 1) / span) if len(indices) > 1 and span > 0 else float(fps)
+
+
+def _selection(sample, num_frames: int, fps: float) -> np.ndarray:
+    """The frames a loader keeps: `sample(num_frames, fps)` (checked), or all of them."""
+    if sample is None:
+        return np.arange(num_frames, dtype=np.int64)
+    sel = np.asarray(sample(num_frames, fps), dtype=np.int64).reshape(-1)
+    if len(sel) and (sel.min() < 0 or sel.max() >= num_frames):
+        raise ValueError(f"sample returned frame indices outside 0..{num_frames - 1}: {sel.tolist()[:5]}")
+    return sel
 
 
 # --------------------------------------------------------------------------------------------------- save / load
@@ -214,21 +287,30 @@ def save_clip(clip: Clip, path, video: bool = True) -> Path:
     return path
 
 
-def load_clip(path, video=None) -> Clip:
+def load_clip(path, video=None, max_size: int | None = None, sample=None) -> Clip:
     """Read a clip folder written by `save_clip`, or a real SpatialVID annotation folder, into a `Clip`.
 
     For SpatialVID (`annotations/<group>/<id>/` with `poses.npy`, `intrinsics.npy`, `indexes.txt`, ...) the video is
     `video` if given, else `<root>/videos/<group>/<id>.mp4`, else `<folder>/video.mp4`. Only the frames listed in
     `indexes.txt` are decoded, so frames and poses stay aligned.
 
+    Args:
+        max_size (`int`, *optional*): scale frames down at decode time so their longer side is at most this many
+            pixels (aspect kept); masks and depth follow (nearest neighbour) and `K` is for the new size.
+        sample (`Callable[[int, float], array]`, *optional*): `(num_frames, fps) -> indices` of the clip's frames to
+            keep (e.g. `thinker4d.data.ingest.sample_indices` at a target fps); only those frames are decoded, and
+            poses, masks, depth, tracks, motion labels and `fps` follow.
+
     Raises:
-        FileNotFoundError: when the folder is neither layout, or the video cannot be found.
+        FileNotFoundError: when the folder is neither layout, a file of a thinker4d world folder is missing, or the
+            video cannot be found.
+        ValueError: when the video has no video stream, or an annotation file does not match the video.
     """
     path = Path(path)
     if (path / "clip.json").is_file():
-        return _load_world(path, video)
+        return _load_world(path, video, max_size, sample)
     if (path / "poses.npy").is_file():
-        return _load_spatialvid(path, video)
+        return _load_spatialvid(path, video, max_size, sample)
     raise FileNotFoundError(
         f"{path} is not a clip folder: expected clip.json (thinker4d world) or poses.npy + intrinsics.npy "
         "(SpatialVID annotations)."
@@ -251,43 +333,88 @@ def _read_indexes(path: Path, n: int) -> np.ndarray:
         raise ValueError(f"{f}: expected lines '<seq> <frame_idx>', got {rows[:2]!r}.") from e
 
 
-def _load_world(path: Path, video) -> Clip:
+# every file `save_clip` writes, except the optional depth; masks and tracks only when the clip has objects
+_WORLD_FILES = ("poses.npy", "intrinsics.npy", "indexes.txt", "instructions.json")
+_WORLD_OBJECT_FILES = ("masks.npz", "tracks.json")
+
+
+def _load_world(path: Path, video, max_size, sample) -> Clip:
     info = json.loads((path / "clip.json").read_text())
     if info.get("format") != FORMAT:
         raise ValueError(f"{path / 'clip.json'}: unknown format {info.get('format')!r}; expected {FORMAT!r}.")
-    frames, _ = read_video(video or path / "video.mp4")
+    names = list(info.get("object_names", []))
+    required = list(_WORLD_FILES) + ([] if video else ["video.mp4"]) + (list(_WORLD_OBJECT_FILES) if names else [])
+    missing = [f for f in required if not (path / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{path}: missing {', '.join(missing)}; a thinker4d world clip folder needs "
+            f"{', '.join(required)} (clip.json lists objects {names}): restore the file(s) or write the clip again "
+            "with thinker4d.world.save_clip."
+        )
+    video = Path(video or path / "video.mp4")
     w2c = pose_to_matrix(np.load(path / "poses.npy"))
-    depth = np.load(path / "depth.npz")["depth"] if (path / "depth.npz").is_file() else None
-    ids = np.load(path / "masks.npz")["instance_ids"] if (path / "masks.npz").is_file() else None
+    T = len(w2c)
+    frame_indices = _read_indexes(path, T)
+    if len(frame_indices) != T:
+        raise ValueError(f"{path}: indexes.txt lists {len(frame_indices)} frames but poses.npy has {T} poses.")
+    head = video_info(video)
+    if head["num_frames"] and head["num_frames"] != T:
+        raise ValueError(f"{video} has {head['num_frames']} frames but {path / 'poses.npy'} has {T} poses.")
+    native = (T, head["height"], head["width"])
+    fps = float(info["fps"])
+    sel = _selection(sample, T, fps)
+    frames, _ = read_video(video, sel, max_size)
+    H, W = frames.shape[1:3]
+
+    def per_frame(name: str, key: str):
+        if not (path / name).is_file():
+            return None
+        arr = np.load(path / name)[key]
+        if arr.shape != native:
+            raise ValueError(
+                f"{path / name}: {key} must be {native} (one map per pose, at the video's size), got {arr.shape}."
+            )
+        return _resize_nearest(arr[sel], H, W)
+
+    depth = per_frame("depth.npz", "depth")
+    ids = per_frame("masks.npz", "instance_ids")
     tr = json.loads((path / "tracks.json").read_text()) if (path / "tracks.json").is_file() else {"objects": []}
     objects = [{k: v for k, v in o.items() if k != "positions"} for o in tr["objects"]]
+    tracks = {o["name"]: np.asarray(o["positions"], dtype=np.float64) for o in tr["objects"]}
+    bad = [n for n, t in tracks.items() if len(t) != T]
+    if bad:
+        raise ValueError(f"{path / 'tracks.json'}: positions of {bad} do not have {T} entries (one per pose).")
+    labels = json.loads((path / "instructions.json").read_text())
+    whole = len(sel) == T and np.array_equal(sel, np.arange(T))
     return Clip(
         clip_id=info["clip_id"],
         frames=frames,
-        fps=float(info["fps"]),
-        K=_intrinsics_to_K(np.load(path / "intrinsics.npy"), frames.shape[2], frames.shape[1]),
-        w2c=w2c,
+        fps=fps if whole else sampled_fps(fps, sel),
+        K=_intrinsics_to_K(np.load(path / "intrinsics.npy"), W, H),
+        w2c=w2c[sel],
         depth=depth,
         instance_ids=ids,
-        object_names=list(info.get("object_names", [])),
+        object_names=names,
         objects=objects,
-        tracks={o["name"]: np.asarray(o["positions"], dtype=np.float64) for o in tr["objects"]},
-        motion_labels=json.loads((path / "instructions.json").read_text()),
-        frame_indices=_read_indexes(path, len(w2c)),
+        tracks={n: t[sel] for n, t in tracks.items()},
+        motion_labels=labels if whole else remap_motion_labels(labels, sel),
+        frame_indices=frame_indices[sel],
         meta=info.get("meta", {}),
     )
 
 
-def expand_dyn_masks(npz) -> np.ndarray:
-    """SpatialVID `dyn_masks.npz` (per-frame CSR: `shape`, `f_{i}_data`, `f_{i}_indices`, `f_{i}_indptr`) -> (T,H,W) bool."""
+def expand_dyn_masks(npz, frames=None) -> np.ndarray:
+    """SpatialVID `dyn_masks.npz` (per-frame CSR: `shape`, `f_{i}_data`, `f_{i}_indices`, `f_{i}_indptr`) -> (T,H,W) bool
+    (only the masks of `frames`, when given)."""
     shape = tuple(int(s) for s in np.asarray(npz["shape"]).reshape(-1))
     H, W = shape[-2:]
     n = shape[0] if len(shape) == 3 else len([k for k in npz.files if k.endswith("_indptr")])
-    out = np.zeros((n, H, W), dtype=bool)
-    for i in range(n):
+    frames = range(n) if frames is None else [int(i) for i in frames]
+    out = np.zeros((len(frames), H, W), dtype=bool)
+    for k, i in enumerate(frames):
         data, indices, indptr = npz[f"f_{i}_data"], npz[f"f_{i}_indices"], npz[f"f_{i}_indptr"]
         rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-        out[i, rows, indices] = data != 0
+        out[k, rows, indices] = data != 0
     return out
 
 
@@ -299,7 +426,7 @@ def _resize_nearest(masks: np.ndarray, H: int, W: int) -> np.ndarray:
     return masks[:, rows][:, :, cols]
 
 
-def _load_spatialvid(path: Path, video) -> Clip:
+def _load_spatialvid(path: Path, video, max_size, sample) -> Clip:
     w2c = pose_to_matrix(np.load(path / "poses.npy"))
     indices = _read_indexes(path, len(w2c))
     if len(indices) != len(w2c):
@@ -312,32 +439,42 @@ def _load_spatialvid(path: Path, video) -> Clip:
             raise FileNotFoundError(
                 f"No video for SpatialVID clip {path}: looked at {', '.join(map(str, candidates))}; pass video=<mp4>."
             )
-    frames, video_fps = read_video(video, indices)
+    head = video_info(video)
+    video_fps = head["fps"]
     interval = float(np.median(np.diff(indices))) if len(indices) > 1 else 1.0
-    T, H, W = frames.shape[:3]
+    T = len(indices)
+    fps = video_fps / max(interval, 1.0) if video_fps else 0.0
+    sel = _selection(sample, T, fps)
+    whole = len(sel) == T and np.array_equal(sel, np.arange(T))
+    frames, _ = read_video(video, indices[sel], max_size)
+    H, W = frames.shape[1:3]
     ids, names, objects = None, [], []
     if (path / "dyn_masks.npz").is_file():
-        m = expand_dyn_masks(np.load(path / "dyn_masks.npz"))
-        if len(m) == T:
-            ids, names = _resize_nearest(m, H, W).astype(np.uint8), ["dynamic"]
+        npz = np.load(path / "dyn_masks.npz")
+        shape = tuple(int(x) for x in np.asarray(npz["shape"]).reshape(-1))
+        n = shape[0] if len(shape) == 3 else len([k for k in npz.files if k.endswith("_indptr")])
+        if n == T:
+            ids, names = _resize_nearest(expand_dyn_masks(npz, sel), H, W).astype(np.uint8), ["dynamic"]
             objects = [{"name": "dynamic", "shape": None, "color": None, "size": None, "moving": True}]
     depth = None
     if (path / "depth.npz").is_file():
         depth = np.load(path / "depth.npz")["depth"].astype(np.float32)
-        depth = depth if depth.shape == (T, H, W) else None
+        native = (T, head["height"], head["width"])
+        depth = _resize_nearest(depth[sel], H, W) if depth.shape == native else None
     instr = path / "instructions.json"
+    labels = json.loads(instr.read_text()) if instr.is_file() else {}
     return Clip(
         clip_id=path.name,
         frames=frames,
-        fps=video_fps / max(interval, 1.0) if video_fps else 0.0,
+        fps=fps if whole else sampled_fps(fps, sel),
         K=_intrinsics_to_K(np.load(path / "intrinsics.npy"), W, H),
-        w2c=w2c,
+        w2c=w2c[sel],
         depth=depth,
         instance_ids=ids,
         object_names=names,
         objects=objects,
         tracks={},
-        motion_labels=json.loads(instr.read_text()) if instr.is_file() else {},
-        frame_indices=indices,
+        motion_labels=labels if whole else remap_motion_labels(labels, sel),
+        frame_indices=indices[sel],
         meta={"source": "spatialvid", "video": str(video), "video_fps": video_fps, "scale": "up-to-scale"},
     )

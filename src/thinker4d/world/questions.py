@@ -34,6 +34,19 @@ STILL_SPEED = 0.05  # m/s below which an object counts as not moving
 SLOW_MAX, FAST_MIN = 0.75, 1.0  # m/s; speeds in between are not labelled
 DOMINANCE = 2.0  # the dominant axis must be this many times the other one
 CLOSER, FARTHER, SAME_BAND = 0.85, 1.15, 0.05
+MIN_STATE_INTERVALS = 2  # frame intervals an object must spend moving, and still, to count as "stops" / "starts"
+
+
+def _requires(min_frames: int):
+    """Declare the fewest frames a generator's question can be asked on (2 for any question about a change between
+    frames); `ask` enforces it (returns `None` below it) and `task_min_frames` reports it, so a build can refuse
+    settings under which a task never has a question."""
+
+    def mark(fn):
+        fn.min_frames = int(min_frames)
+        return fn
+
+    return mark
 
 
 def place_answer(correct: str, distractors: list, rng, answer_index: int | None) -> tuple[list, str]:
@@ -111,6 +124,7 @@ def _pairs(clip, rng) -> list:
 # --------------------------------------------------------------------------------------------------- tasks
 
 
+@_requires(min_frames=2)
 def camera_motion(clip, rng, answer_index=None, camera_motions=None, **_):
     """How does the camera move? Labels come from `clip.motion_labels` (computed from poses).
 
@@ -168,6 +182,7 @@ def _opposite(name: str) -> str:
     return next(n for n, (a, s) in _AXIS.items() if a == axis and s == -sign)
 
 
+@_requires(min_frames=2)
 def object_direction(clip, rng, answer_index=None, **_):
     """Direction of an object's motion relative to the first camera view: left / right / toward / away."""
     T = clip.num_frames
@@ -199,6 +214,7 @@ def object_direction(clip, rng, answer_index=None, **_):
     return None
 
 
+@_requires(min_frames=2)
 def object_relative_direction(clip, rng, answer_index=None, **_):
     """Do two moving objects move in the same, opposite or perpendicular directions?"""
     T = clip.num_frames
@@ -242,6 +258,7 @@ def _distance_class(d0: float, d1: float) -> str | None:
     return None
 
 
+@_requires(min_frames=2)
 def object_distance(clip, rng, answer_index=None, **_):
     """Does an object get closer to or farther from the camera (camera motion included)?"""
     T = clip.num_frames
@@ -271,6 +288,7 @@ def object_distance(clip, rng, answer_index=None, **_):
     return None
 
 
+@_requires(min_frames=2)
 def object_relative_distance(clip, rng, answer_index=None, **_):
     """Do two objects get closer to or farther from each other?"""
     T = clip.num_frames
@@ -305,6 +323,7 @@ def _speed_class(speed: float) -> str | None:
     return None
 
 
+@_requires(min_frames=2)
 def object_speed(clip, rng, answer_index=None, **_):
     """Speed class of an object while it moves: not moving / slow / fast."""
     T = clip.num_frames
@@ -328,6 +347,7 @@ def object_speed(clip, rng, answer_index=None, **_):
     return None
 
 
+@_requires(min_frames=2)
 def object_speed_compare(clip, rng, answer_index=None, **_):
     """Which of two objects moves faster (speed while moving)?"""
     T = clip.num_frames
@@ -357,6 +377,9 @@ def object_speed_compare(clip, rng, answer_index=None, **_):
     return None
 
 
+# "stops" / "starts" need MIN_STATE_INTERVALS moving and MIN_STATE_INTERVALS still frame intervals, and T frames have
+# T - 1 intervals; with fewer frames two of the four options could never be the answer
+@_requires(min_frames=2 * MIN_STATE_INTERVALS + 1)
 def object_motion_state(clip, rng, answer_index=None, **_):
     """Does an object move throughout, stop, start, or not move at all?"""
     T = clip.num_frames
@@ -367,7 +390,7 @@ def object_motion_state(clip, rng, answer_index=None, **_):
         "It does not move",
     ]
     for name in _candidates(clip, rng):
-        if T < 6 or not _visible(clip, name, [0, T // 2, T - 1]):
+        if not _visible(clip, name, [0, T // 2, T - 1]):
             continue
         moving = _speeds(clip, name) > STILL_SPEED
         n = len(moving)
@@ -376,7 +399,7 @@ def object_motion_state(clip, rng, answer_index=None, **_):
             answer = options[0]
         elif not moving.any():
             answer = options[3]
-        elif changes == 1 and 2 <= moving.sum() <= n - 2:
+        elif changes == 1 and MIN_STATE_INTERVALS <= moving.sum() <= n - MIN_STATE_INTERVALS:
             answer = options[1] if moving[0] else options[2]
         else:
             continue
@@ -413,6 +436,7 @@ def _iou(a, b) -> float:
     return inter / max(area, 1e-9)
 
 
+@_requires(min_frames=1)
 def object_bbox(clip, rng, answer_index=None, **_):
     """Which box encloses an object in a given frame (from its instance mask)?"""
     if clip.instance_ids is None:
@@ -478,6 +502,24 @@ TASK_FUNCTIONS = {
 }
 
 
+def task_min_frames(task: str) -> int:
+    """The fewest frames a clip needs for `task` to have a question at all (the generator's own requirement, which
+    `ask` enforces): 1 for `object_bbox`, 2 for tasks that compare frames, `2 * MIN_STATE_INTERVALS + 1` for
+    `object_motion_state`.
+
+    Raises:
+        ValueError: for an unknown task.
+    """
+    if task not in TASK_FUNCTIONS:
+        raise ValueError(f"Unknown question task {task!r}; choose one of: {', '.join(QUESTION_TASKS)}.")
+    return TASK_FUNCTIONS[task].min_frames
+
+
+def unsupported_tasks(tasks, num_frames: int) -> dict:
+    """`{task: fewest frames it needs}` for the `tasks` that never have a question on `num_frames`-frame clips."""
+    return {t: task_min_frames(t) for t in tasks if num_frames < task_min_frames(t)}
+
+
 def ask(clip, task: str, rng=None, answer_index: int | None = None, camera_motions=None) -> dict | None:
     """One question of `task` about `clip`, or `None` when the clip cannot support an unambiguous label.
 
@@ -501,6 +543,8 @@ def ask(clip, task: str, rng=None, answer_index: int | None = None, camera_motio
     if task not in TASK_FUNCTIONS:
         raise ValueError(f"Unknown question task {task!r}; choose one of: {', '.join(QUESTION_TASKS)}.")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    if clip.num_frames < TASK_FUNCTIONS[task].min_frames:
+        return None
     if task == "camera_motion":
         return TASK_FUNCTIONS[task](clip, rng, answer_index=answer_index, camera_motions=camera_motions)
     return TASK_FUNCTIONS[task](clip, rng, answer_index=answer_index)

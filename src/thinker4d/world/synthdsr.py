@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .questions import QUESTION_TASKS, ask
+from .questions import QUESTION_TASKS, ask, unsupported_tasks
 from .render import render_spec
-from .scene import SYNTHDSR_SEED_START, sample_clip_spec
+from .scene import SYNTHDSR_SEED_START, sample_clip_spec, validate_size
 
 
 SEED_BLOCK = 100_000  # clip seeds of build seed s: SYNTHDSR_SEED_START + s * SEED_BLOCK + i
@@ -68,7 +68,8 @@ def build_synthdsr(
         num_questions (`int`): total number of questions (default 500).
         seed (`int`): build seed, 0 to 8999; clip seeds are `synthdsr_clip_seed(seed, i)`.
         num_frames, size, fps: clip size.
-        tasks (`list[str]`, *optional*): subset of `QUESTION_TASKS`.
+        tasks (`list[str]`, *optional*): subset of `QUESTION_TASKS`. A task that needs more frames than `num_frames`
+            (`thinker4d.world.questions.task_min_frames`, e.g. 5 for `object_motion_state`) is refused up front.
         jpeg_quality (`int`): frames are stored as JPEG bytes.
         camera_motions (`list[str]`, *optional*): restrict the clips' camera motion (and the camera-question
             distractors) to these classes; default all classes. Recorded in the card.
@@ -96,6 +97,16 @@ def build_synthdsr(
         raise ValueError(f"Unknown SynthDSR tasks {unknown or tasks!r}; choose from: {', '.join(QUESTION_TASKS)}.")
     if num_questions < 1:
         raise ValueError(f"num_questions must be at least 1, got {num_questions}.")
+    validate_size(num_frames, size, size, fps)
+    too_short = unsupported_tasks(tasks, num_frames)
+    if too_short:  # such a task never gets a question: refuse now rather than after rendering thousands of clips
+        need = max(too_short.values())
+        kept = [t for t in tasks if t not in too_short]
+        raise ValueError(
+            f"SynthDSR cannot ask {', '.join(f'{t} (needs >= {n} frames)' for t, n in too_short.items())} on "
+            f"{num_frames}-frame clips; pass num_frames >= {need} (--num-frames {need})"
+            + (f" or leave it out of tasks (--tasks {' '.join(kept)})." if kept else ".")
+        )
     quota = {t: num_questions // len(tasks) + (k < num_questions % len(tasks)) for k, t in enumerate(tasks)}
     count = dict.fromkeys(tasks, 0)
     rows = []
