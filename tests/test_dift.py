@@ -585,3 +585,88 @@ def test_cli_config_with_an_unknown_key_names_it(tmp_path):
     cfg.write_text("model: x\ndataset: y\nlerning_rate: 1.0e-5\n")
     with pytest.raises(ValueError, match=r"unknown settings \['lerning_rate'\]"):
         dift_cmd._parse(["--config", str(cfg), "--output_dir", str(tmp_path / "o")])
+
+
+def _cli_base(tmp_path):
+    processor = build_tiny_processor("qwen2_5_vl")
+    build_tiny_model("qwen2_5_vl", processor).save_pretrained(tmp_path / "base")
+    processor.save_pretrained(tmp_path / "base")
+    make_dataset(n=4).save_to_disk(str(tmp_path / "data"))
+    return [
+        "--model", str(tmp_path / "base"), "--dataset", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"),
+        "--per_device_train_batch_size", "1", "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", "1",
+        "--activation_checkpointing", "false", "--use_cpu", "--report_to", "none", "--disable_tqdm", "true",
+    ]  # fmt: skip
+
+
+def test_cli_resume_skips_incomplete_checkpoints(tmp_path, monkeypatch, caplog, capsys):
+    """A run killed while writing checkpoint-N leaves a partial folder; `--resume_from_checkpoint true` (or the output
+    folder) warns about it and resumes from the newest complete checkpoint; naming the partial one is a user error."""
+    import shutil
+
+    from thinker4d import cli
+    from thinker4d.commands.dift import main
+
+    steps = []
+    original_log = DIFTTrainer.log
+
+    def record(self, logs, *args, **kwargs):
+        if "loss" in logs:
+            steps.append(self.state.global_step)
+        return original_log(self, logs, *args, **kwargs)
+
+    monkeypatch.setattr(DIFTTrainer, "log", record)
+    base = _cli_base(tmp_path)
+    assert main([*base, "--max_steps", "2"]) == 0
+    out = tmp_path / "out"
+    # killed while writing checkpoint-3 (weights only) and checkpoint-4 (trainer_state.json cut short)
+    (out / "checkpoint-3").mkdir()
+    shutil.copy(out / "checkpoint-2" / "model.safetensors", out / "checkpoint-3")
+    shutil.copytree(out / "checkpoint-2", out / "checkpoint-4")
+    state = out / "checkpoint-4" / "trainer_state.json"
+    state.write_text(state.read_text()[:40])
+
+    rc = cli.main(["dift", *base, "--max_steps", "5", "--resume_from_checkpoint", str(out / "checkpoint-4")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "checkpoint-4 is an incomplete checkpoint (trainer_state.json cannot be read" in err
+    assert f"pass {out / 'checkpoint-2'} (the newest complete one)" in err and "Traceback" not in err
+
+    steps.clear()
+    with caplog.at_level("WARNING", logger="thinker4d.trainers.checkpointing"):
+        assert main([*base, "--max_steps", "3", "--resume_from_checkpoint", "true"]) == 0
+    assert steps == [3]  # continued after step 2, not from step 0
+    skipped = [r.getMessage() for r in caplog.records if "Skipping incomplete checkpoint" in r.getMessage()]
+    assert len(skipped) == 2 and "checkpoint-4" in skipped[0] and "no trainer_state.json" in skipped[1]
+    assert json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["global_step"] == 3
+
+
+def test_resume_checkpoint_resolution(tmp_path):
+    from thinker4d.errors import UserError
+    from thinker4d.trainers.checkpointing import checkpoint_problem, resolve_resume_checkpoint
+
+    run = tmp_path / "run"
+    for step in (1, 2):
+        ckpt = run / f"checkpoint-{step}"
+        ckpt.mkdir(parents=True)
+        for name in ("model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "optimizer.pt"):
+            (ckpt / name).write_bytes(b"x")
+        index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+        (ckpt / "model.safetensors.index.json").write_text(json.dumps(index))
+        (ckpt / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+    (run / "checkpoint-2" / "model-00002-of-00002.safetensors").unlink()
+    assert checkpoint_problem(run / "checkpoint-1") is None
+    assert "weight shards ['model-00002-of-00002.safetensors'] are missing" in checkpoint_problem(run / "checkpoint-2")
+    (run / "checkpoint-1" / "optimizer.pt").unlink()
+    assert checkpoint_problem(run / "checkpoint-1") == "no optimizer state (optimizer.pt)"
+    (run / "checkpoint-1" / "optimizer.pt").write_bytes(b"x")
+
+    assert resolve_resume_checkpoint(str(run)) == str(run / "checkpoint-1")
+    assert resolve_resume_checkpoint("True", str(run)) == str(run / "checkpoint-1")
+    assert resolve_resume_checkpoint(True, str(run)) == str(run / "checkpoint-1")
+    assert resolve_resume_checkpoint(None) is None and resolve_resume_checkpoint("false") is None
+    with pytest.raises(UserError, match=r"--resume_from_checkpoint: .*nope is not a folder; pass a checkpoint-N"):
+        resolve_resume_checkpoint(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match=r"empty holds no complete checkpoint-N folder; drop the flag"):
+        resolve_resume_checkpoint("true", str(tmp_path / "empty"))

@@ -276,16 +276,19 @@ def test_dsr_bench_loader_layout_and_bad_rows(tmp_path):
         {"videoID": "v3", "question": "Q3?", "options": ["A. x", "C. y"], "answer": "A", "type": "abs_ori"},
         {"videoID": "v4", "question": "Q4?", "options": OPTS, "answer": "Based", "type": "abs_spd"},
         {"videoID": None, "question": "Q5?", "options": OPTS, "answer": "D", "type": "abs_spd"},
+        {"videoID": "v6", "question": "Q6?", "options": ["A. only"], "answer": "A", "type": "abs_spd"},
     ]
     pd.DataFrame(rows).to_parquet(tmp_path / "benchmark.parquet")
     ex = load_task("DSR-Bench").load(tmp_path)
-    assert [e.index for e in ex] == list(range(6))
+    assert [e.index for e in ex] == list(range(7))
     assert ex[0].task == "abs_dis" and ex[0].answer == "B" and ex[0].video == str(tmp_path / "videos" / "v0.mp4")
     assert ex[1].answer == "C" and ex[1].options == OPTS
     assert ex[2].error.startswith("bad_row:") and "`question` is empty" in ex[2].error
     assert "lettered 'C' but should be 'B'" in ex[3].error
     assert "answer 'Based' is not one of the option letters" in ex[4].error
     assert "`videoID` is empty" in ex[5].error
+    assert ex[6].error.startswith("bad_row: benchmark.parquet row 6: Expected 2-8 options, got 1")
+    assert "Fix the row's options" in ex[6].error and "lettered 'C'" in ex[3].error and "row 3:" in ex[3].error
     assert all(e.error is None for e in ex[:2])
     assert len(DSRBench().load(tmp_path / "benchmark.parquet", limit=2, video_root="/v")) == 2
     assert DSRBench().load(tmp_path, video_root="/v")[0].video == "/v/v0.mp4"

@@ -325,3 +325,73 @@ def test_kl_to_reference_model_from_a_saved_checkpoint(tmp_path):
     saved = Thinker4DQwen2_5_VLForConditionalGeneration.from_pretrained(step1)
     for (name, p), q in zip(resumed.model.named_parameters(), saved.parameters()):
         assert torch.equal(p, q), name
+
+
+# ------------------------------------------------------------------------------------------------- CLI resume
+def _grpo_cli_inputs(tmp_path):
+    """A saved tiny thinker4d checkpoint and a JSONL of RL rows whose frames are PNG files."""
+    import json
+
+    from PIL import Image
+
+    model, processor = tiny("qwen2_5_vl")
+    model.save_pretrained(tmp_path / "init")
+    processor.save_pretrained(tmp_path / "init")
+    lines = []
+    for row in make_rows(4):
+        paths = []
+        for j, frame in enumerate(row.pop("frames")):
+            paths.append(str(tmp_path / f"{row['id'].replace('/', '_')}_{j}.png"))
+            Image.fromarray(frame).save(paths[-1])
+        lines.append(json.dumps({**row, "frames": paths}))
+    (tmp_path / "rows.jsonl").write_text("\n".join(lines) + "\n")
+    return [
+        "--model_name_or_path", str(tmp_path / "init"), "--dataset_name", str(tmp_path / "rows.jsonl"),
+        "--dtype", "float32", "--per_device_train_batch_size", "4", "--num_generations", "4",
+        "--max_completion_length", "8", "--learning_rate", "1e-2", "--lr_scheduler_type", "constant", "--beta", "0",
+        "--logging_steps", "1",
+        "--save_strategy", "steps", "--save_steps", "2", "--report_to", "none", "--use_cpu", "true", "--bf16", "false",
+        "--seed", "0", "--disable_tqdm", "true",
+    ]  # fmt: skip
+
+
+def test_cli_resume_continues_the_run(tmp_path, monkeypatch):
+    """`thinker4d grpo --resume_from_checkpoint` continues at step N+1 with the rewards and losses of an uninterrupted
+    run; a folder with a partial newer checkpoint resumes from the last complete one."""
+    import shutil
+
+    import thinker4d.trainers.latent_grpo_trainer as lgt
+    from thinker4d.commands.grpo import main
+
+    monkeypatch.setattr(lgt, "accuracy_reward", length_reward)  # varied rewards, so every step moves the weights
+    logged = []
+    original_log = LatentGRPOTrainer.log
+
+    def record(self, logs, *args, **kwargs):
+        out = original_log(self, logs, *args, **kwargs)
+        if "loss" in logs:  # trl adds its rollout metrics (rewards, lengths, ...) to the entry it logs
+            logged.append(dict(self.state.log_history[-1]))
+        return out
+
+    monkeypatch.setattr(LatentGRPOTrainer, "log", record)
+    base = _grpo_cli_inputs(tmp_path)
+
+    def run(out, max_steps, *extra):
+        logged.clear()
+        assert main([*base, "--output_dir", str(out), "--max_steps", str(max_steps), *extra]) == 0
+        return list(logged)
+
+    full = run(tmp_path / "full", 4)
+    first = run(tmp_path / "part", 2)
+    assert [h["step"] for h in full] == [1, 2, 3, 4] and [h["step"] for h in first] == [1, 2]
+    # a kill while checkpoint-3 was written: weights there, trainer_state.json not yet
+    partial = tmp_path / "part" / "checkpoint-3"
+    partial.mkdir()
+    shutil.copy(tmp_path / "part" / "checkpoint-2" / "model.safetensors", partial / "model.safetensors")
+    resumed = run(tmp_path / "part", 4, "--resume_from_checkpoint", str(tmp_path / "part"))
+    assert [h["step"] for h in resumed] == [3, 4]
+    # the same rollouts (RNG state restored) scored by the same weights (model and optimizer restored)
+    keys = ["loss", "grad_norm", "reward", "rewards/length_reward/mean", "entropy", "num_tokens"]
+    for got, want in zip(resumed, full[2:]):
+        np.testing.assert_allclose([got[k] for k in keys], [want[k] for k in keys], rtol=1e-5, atol=1e-6)
+    assert len({h["grad_norm"] for h in full}) == 4  # every step saw different weights or rollouts

@@ -1,13 +1,22 @@
 """`thinker4d <verb>`: a thin dispatcher. Each verb lives in `thinker4d.commands.<verb>` with `make_parser()` and
-`main(argv=None)`, so every verb is also usable from Python."""
+`main(argv=None)`, so every verb is also usable from Python.
+
+A mistake of the user ([`thinker4d.errors.UserError`]: a bad flag value, a missing file, a bad config or data row)
+prints one `thinker4d <verb>: error: ...` line and exits with status 2; `--debug` (anywhere on the command line) or
+`THINKER4D_DEBUG=1` prints its traceback too. Any other exception is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
+import traceback
+
+from thinker4d.errors import UserError
 
 
 VERBS = {
@@ -42,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("verb", choices=sorted(verbs), help="what to run; `thinker4d <verb> --help` for its options")
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an input error too")
+    debug = os.environ.get("THINKER4D_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+    while argv and argv[0] == "--debug":
+        debug, argv = True, argv[1:]
     if not argv or argv[0] in ("-h", "--help", "--version"):
         parser.parse_args(argv)
         return 0
@@ -49,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     if verb not in verbs:
         parser.error(f"unknown verb {verb!r}; choose one of: {', '.join(sorted(verbs))}")
     module = importlib.import_module(f"thinker4d.commands.{verb}")
+    if "--debug" in rest:
+        debug, rest = _take_debug(module, rest, debug)
     # Our Ctrl-C handler only replaces Python's default one, and only for the verb's run (main() is usable from Python).
     ours = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is (
         signal.default_int_handler
@@ -57,10 +72,34 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, _interrupt)
     try:
         result = module.main(rest)
+    except UserError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"thinker4d {verb}: error: {e}", file=sys.stderr)
+        if not debug:
+            print("(run with --debug or THINKER4D_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 2
     finally:
         if ours:
             signal.signal(signal.SIGINT, signal.default_int_handler)
     return int(result or 0)
+
+
+def _take_debug(module, rest: list[str], debug: bool) -> tuple[bool, list[str]]:
+    """Takes thinker4d's `--debug` out of a verb's arguments.
+
+    `TrainingArguments` (the `dift` and `grpo` verbs) has a `--debug MODE` option of its own: there only a bare
+    `--debug` (last, or followed by another flag) is ours, and `--debug underflow_overflow` is left to the verb.
+    """
+    own = any("--debug" in action.option_strings for action in getattr(module.make_parser(), "_actions", []))
+    out = []
+    for i, arg in enumerate(rest):
+        bare = i + 1 == len(rest) or rest[i + 1].startswith("-")
+        if arg == "--debug" and (not own or bare):
+            debug = True
+        else:
+            out.append(arg)
+    return debug, out
 
 
 def _interrupt(signum, frame) -> None:

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .images import to_rgb_array
+
 
 LETTERS = "ABCDEFGH"
 
@@ -88,17 +90,20 @@ def build_messages(
 
 
 def frames_to_array(frames) -> np.ndarray:
-    """A list of PIL images / HWC arrays, or a THWC array, as one uint8 THWC array (all frames the same size)."""
+    """A list of PIL images / HWC arrays, or a THWC array, as one uint8 THWC array (all frames the same size).
+
+    Each frame goes through [`thinker4d.images.to_rgb_array`]: 16-bit frames are scaled to 8 bits, never clipped.
+    """
     if isinstance(frames, np.ndarray):
         arr = frames
     else:
         if len(frames) == 0:
             raise ValueError("A video needs at least one frame, got an empty list.")
-        arr = np.stack([np.asarray(f.convert("RGB") if hasattr(f, "convert") else f) for f in frames])
+        arr = np.stack([to_rgb_array(f, f"frame {i}") for i, f in enumerate(frames)])
     if arr.ndim != 4 or arr.shape[-1] != 3:
         raise ValueError(f"Frames must be T x H x W x 3, got shape {arr.shape}.")
     if arr.dtype != np.uint8:
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
+        arr = np.stack([to_rgb_array(f, f"frame {i}") for i, f in enumerate(arr)])
     return arr
 
 

@@ -1,6 +1,9 @@
 """`thinker4d dift`: Dynamic-Imagery Fine-Tuning of a Qwen2.5-VL / Qwen3-VL checkpoint on 4D CoT data.
 
-Every [`DIFTConfig`] / `TrainingArguments` field is a flag; `--config x.yaml` supplies defaults that flags override.
+Every [`DIFTConfig`] / `TrainingArguments` field is a flag; `--config x.yaml` (or `--config=x.yaml`) supplies defaults
+that flags override. `--resume_from_checkpoint` takes a `checkpoint-N` folder, an output folder or `true` (the last
+complete checkpoint of `--output_dir`); incomplete checkpoints (a run killed while writing one) are skipped with a
+warning.
 
 ```bash
 thinker4d dift --model Qwen/Qwen2.5-VL-3B-Instruct --dataset my/4d-cot --output_dir Qwen2.5-VL-3B-DIFT
@@ -53,21 +56,15 @@ def make_parser():
 
 
 def _parse(argv: list[str]):
-    parser = make_parser()
-    if "--config" in argv:
-        import yaml
+    from .options import input_errors, read_config, split_config
 
-        path = argv[argv.index("--config") + 1]
-        with open(path, encoding="utf-8") as f:
-            defaults = yaml.safe_load(f) or {}
-        known = {action.dest for action in parser._actions}
-        unknown = sorted(set(defaults) - known)
-        if unknown:
-            raise ValueError(
-                f"{path}: unknown settings {unknown}; every key must be a `thinker4d dift` flag (see --help)."
-            )
+    parser = make_parser()
+    path, argv = split_config(argv)
+    if path is not None:
+        defaults = read_config(path, "dift", known={action.dest for action in parser._actions})
         parser.set_defaults(**defaults)
-    return parser.parse_args_into_dataclasses(argv)
+    with input_errors(ValueError):  # e.g. a DIFTConfig / TrainingArguments value its __post_init__ refuses
+        return parser.parse_args_into_dataclasses(argv)
 
 
 def _load_dataset(script: DIFTScriptArguments):
@@ -75,6 +72,12 @@ def _load_dataset(script: DIFTScriptArguments):
 
     import datasets
 
+    from .options import require_path
+
+    if script.image_root is not None:
+        require_path(script.image_root, "--image_root", "folder")
+    if script.dataset.endswith((".jsonl", ".parquet")):
+        require_path(script.dataset, "--dataset", "file")
     if script.dataset.endswith(".jsonl"):
         from thinker4d.data.paper_jsonl import load_paper_jsonl
 
@@ -90,6 +93,18 @@ def _load_dataset(script: DIFTScriptArguments):
     return load_thinker4d_dataset(script.dataset)
 
 
+def _splits(data, script: DIFTScriptArguments):
+    from thinker4d.errors import UserValueError
+
+    names = [script.dataset_split] + ([script.eval_split] if script.eval_split else [])
+    for flag, name in zip(("--dataset_split", "--eval_split"), names):
+        if name not in data:
+            raise UserValueError(
+                f"{flag} {name}: {script.dataset} has no such split; it has {sorted(data)}. Pass one of them."
+            )
+    return data[script.dataset_split], data[script.eval_split] if script.eval_split else None
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     script, args = _parse(argv)
@@ -100,9 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     from transformers import set_seed
 
     from thinker4d.trainers import DIFTTrainer
+    from thinker4d.trainers.checkpointing import resolve_resume_checkpoint
 
+    from .options import check_model, input_errors
+
+    check_model(script.model)
+    resume = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
     set_seed(args.seed)
-    data = _load_dataset(script)
+    with input_errors():
+        train_data, eval_data = _splits(_load_dataset(script), script)
     peft_config = None
     if script.use_peft:
         from peft import LoraConfig
@@ -116,11 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     trainer = DIFTTrainer(
         model=script.model,
         args=args,
-        train_dataset=data[script.dataset_split],
-        eval_dataset=data[script.eval_split] if script.eval_split else None,
+        train_dataset=train_data,
+        eval_dataset=eval_data,
         peft_config=peft_config,
     )
-    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
     if trainer.accelerator.is_main_process:
         trainer.processing_class.save_pretrained(args.output_dir)
@@ -130,4 +151,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from thinker4d.cli import main as cli_main
+
+    sys.exit(cli_main(["dift", *sys.argv[1:]]))

@@ -8,7 +8,10 @@ thinker4d eval --model out/4drl --benchmark dsr_bench --data DSR_Suite-Data/benc
 accelerate launch -m thinker4d.commands.eval --model out/4drl --benchmark dsr_bench --data ... --output ...
 thinker4d eval --compare runs/dift-dsr runs/4drl-dsr --plot runs/compare.png
 thinker4d eval --rescore-paper dsr_eval_20260428_115155.jsonl
+thinker4d eval --config eval_dsr.yaml --model out/dift      # YAML keys are the flags (video_root or video-root)
 ```
+
+`--config FILE` (or `--config=FILE`) supplies defaults that flags on the command line override.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ def make_parser() -> argparse.ArgumentParser:
         prog="thinker4d eval",
         description="Evaluate a model on DSR-Bench, SynthDSR, Dyn-Bench or VLM4D; compare or re-score result files.",
     )
+    p.add_argument("--config", metavar="YAML", help="YAML file whose keys are these flags; flags override it")
     p.add_argument("--model", help="checkpoint folder or Hub id (thinker4d or stock transformers VLM)")
     p.add_argument("--benchmark", help="dsr_bench, synthdsr, dyn_bench or vlm4d")
     p.add_argument("--data", help="local benchmark path or Hub dataset id")
@@ -52,52 +56,76 @@ def make_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    from .options import read_config, split_config
+
+    parser = make_parser()
+    path, argv = split_config(list(sys.argv[1:] if argv is None else argv))
+    if path is not None:
+        known = {a.dest for a in parser._actions} - {"help", "config"}
+        parser.set_defaults(**read_config(path, "eval", known=known))
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from thinker4d.eval import report
+
+    from .options import check_model, input_errors
 
     if args.rescore_paper:
         from thinker4d.eval.metrics import rescore_paper_results
 
-        print(json.dumps(rescore_paper_results(args.rescore_paper), indent=2))
+        with input_errors():
+            print(json.dumps(rescore_paper_results(args.rescore_paper), indent=2))
         return 0
     if args.compare:
-        report.print_table(args.compare, lenient=True)
-        if args.plot:
-            print(f"plot: {report.plot_subtask_accuracy(args.compare, args.plot)}")
+        with input_errors():
+            report.print_table(args.compare, lenient=True)
+            if args.plot:
+                print(f"plot: {report.plot_subtask_accuracy(args.compare, args.plot)}")
         return 0
     missing = [f"--{k}" for k in ("model", "benchmark", "data", "output") if not getattr(args, k)]
     if missing:
         make_parser().error(f"missing {', '.join(missing)} (or use --compare / --rescore-paper)")
+    check_model(args.model)
 
+    from thinker4d.eval import load_task
     from thinker4d.eval.runner import EvalConfig, run_evaluation
 
-    config = EvalConfig(
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        num_samples=args.num_samples,
-        seed=args.seed,
-        do_sample=True if args.do_sample else None,
-        temperature=args.temperature,
-        top_p=args.top_p,
-        fps=args.fps,
-        max_frames=args.max_frames,
-        max_pixels=args.max_pixels,
-        cache_dir=args.cache_dir,
-        limit=args.limit,
-        retry_errors=args.retry_errors,
-    )
-    summary = run_evaluation(
-        args.model,
-        args.benchmark,
-        args.data,
-        args.output,
-        config,
-        video_root=args.video_root,
-        split=args.split,
-        dtype=args.dtype,
-    )
+    from .options import require_path
+
+    if args.video_root is not None:
+        require_path(args.video_root, "--video-root", "folder of videos")
+    with input_errors(ValueError):
+        load_task(args.benchmark)
+        config = EvalConfig(
+            batch_size=args.batch_size,
+            max_new_tokens=args.max_new_tokens,
+            num_samples=args.num_samples,
+            seed=args.seed,
+            do_sample=True if args.do_sample else None,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            fps=args.fps,
+            max_frames=args.max_frames,
+            max_pixels=args.max_pixels,
+            cache_dir=args.cache_dir,
+            limit=args.limit,
+            retry_errors=args.retry_errors,
+        )
+    with input_errors(FileNotFoundError):  # the benchmark data the user named
+        summary = run_evaluation(
+            args.model,
+            args.benchmark,
+            args.data,
+            args.output,
+            config,
+            video_root=args.video_root,
+            split=args.split,
+            dtype=args.dtype,
+        )
     if summary is None:  # not the main process
         return 0
     report.print_table([(args.model, summary)], lenient=True)
@@ -109,4 +137,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from thinker4d.cli import main as cli_main
+
+    sys.exit(cli_main(["eval", *sys.argv[1:]]))

@@ -1,5 +1,10 @@
 """`thinker4d grpo`: 4DRL (GRPO with latent imagery rollouts) on DSR-Train or docs/design.md RL rows.
 
+Every [`LatentGRPOConfig`] field is a flag; `--config x.yaml` (or `--config=x.yaml`) supplies defaults that flags
+override (an `env:` mapping in it sets environment variables, as in trl). `--resume_from_checkpoint` takes a
+`checkpoint-N` folder, an output folder or `true` (the last complete checkpoint of `--output_dir`) and continues that
+run's step count, optimizer and RNG states; incomplete checkpoints are skipped with a warning.
+
 ```bash
 thinker4d grpo --config examples/recipes/Qwen2.5-VL-3B/grpo/config_paper.yaml
 accelerate launch --num_processes 8 -m thinker4d.commands.grpo --config ... --model_name_or_path out/dift-3b
@@ -10,7 +15,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
 from dataclasses import dataclass, field
+
+from thinker4d.errors import UserValueError
 
 
 @dataclass
@@ -34,12 +43,40 @@ def make_parser() -> argparse.ArgumentParser:
     return TrlParser((GRPOScriptArguments, LatentGRPOConfig), prog="thinker4d grpo")
 
 
+def _parse(argv: list[str] | None):
+    from .options import input_errors, read_config, split_config
+
+    parser = make_parser()
+    path, argv = split_config(list(sys.argv[1:] if argv is None else argv))
+    if path is not None:
+        values = read_config(path, "grpo")
+        env = values.pop("env", {})
+        if not isinstance(env, dict):
+            raise UserValueError(f"{path}: `env` must be a mapping of environment variables, got {env!r}.")
+        os.environ.update({str(k): str(v) for k, v in env.items()})
+        unknown = parser.set_defaults_with_config(**values)
+        if unknown:
+            names = sorted(k[2:] for k in unknown[::2])
+            raise UserValueError(
+                f"{path}: unknown settings {names}; every key must be a `thinker4d grpo` flag (see `thinker4d grpo "
+                "--help`)."
+            )
+    with input_errors(ValueError):  # e.g. a LatentGRPOConfig value its __post_init__ refuses
+        return parser, *parser.parse_args_into_dataclasses(argv)
+
+
 def _load_rows(script):
     from datasets import load_dataset
 
     from thinker4d.data.dsr_train import convert_dsr_train
 
+    from .options import require_path
+
     path = script.dataset_name
+    if script.video_root is not None:
+        require_path(script.video_root, "--video_root", "folder")
+    if path.endswith((".jsonl", ".json", ".parquet")):
+        require_path(path, "--dataset_name", "file")
     if path.endswith((".jsonl", ".json")):
         ds = load_dataset("json", data_files=path, split="train")
     elif path.endswith(".parquet"):
@@ -54,21 +91,26 @@ def _load_rows(script):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = make_parser()
-    script, args = parser.parse_args_and_config(args=argv)
+    parser, script, args = _parse(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if not script.model_name_or_path or not script.dataset_name:
         parser.error("--model_name_or_path and --dataset_name are required (or set them in --config).")
     from transformers import set_seed
 
     import thinker4d  # noqa: F401 -- registers the thinker4d auto classes
+    from thinker4d.trainers.checkpointing import resolve_resume_checkpoint
     from thinker4d.trainers.latent_grpo_trainer import LatentGRPOTrainer
 
+    from .options import check_model, input_errors
+
+    check_model(script.model_name_or_path, "--model_name_or_path")
+    resume = resolve_resume_checkpoint(args.resume_from_checkpoint, args.output_dir)
     set_seed(args.seed)
-    train = _load_rows(script)
+    with input_errors():
+        train = _load_rows(script)
     args.model_init_kwargs = {**(args.model_init_kwargs or {}), "dtype": script.dtype}
     trainer = LatentGRPOTrainer(script.model_name_or_path, args=args, train_dataset=train)
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
     if args.push_to_hub:
         trainer.push_to_hub()
@@ -76,4 +118,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from thinker4d.cli import main as cli_main
+
+    raise SystemExit(cli_main(["grpo", *sys.argv[1:]]))

@@ -170,7 +170,9 @@ def _check_run(out: Path, run: dict) -> None:
         old = json.loads(path.read_text())
         diff = {k: (old.get(k), run[k]) for k in run if old.get(k) != run[k]}
         if diff:
-            raise ValueError(
+            from ..errors import UserValueError
+
+            raise UserValueError(
                 f"{out} holds a run with different settings ({diff}); resuming would mix them. "
                 "Use another --output folder, or delete this one to start over."
             )

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from ..errors import UserError
 from ..models.configuration_thinker4d import LATENT_END_TOKEN, LATENT_PAD_TOKEN, LATENT_START_TOKEN, LATENT_TOKENS
 from ..prompting import LETTERS, build_messages, option_text, render_options, video_kwargs
 
@@ -43,7 +44,7 @@ _LETTER = re.compile(r"^\s*\(?([A-H])(?:[.):\s]|$)")
 _MARKER_WITH_SPACE = re.compile(r"[ \t]*" + re.escape(IMAGERY_MARKER))
 
 
-class InvalidRowError(ValueError):
+class InvalidRowError(UserError, ValueError):
     """A data set row that cannot be trained on; the message names the row id and the fix."""
 
 
@@ -146,16 +147,19 @@ def row_problem(row: dict, mode: str = "dift") -> str | None:
 def load_image(value, row_id: str = "?", what: str = "image"):
     """An RGB PIL image from a PIL image, an HWC array, a `{"bytes", "path"}` dict (undecoded `datasets.Image`) or a path.
 
+    The pixels go through [`thinker4d.images.to_rgb_image`]: 16-bit images (`I;16` PNGs, `uint16` arrays) are scaled to
+    8 bits.
+
     Raises:
         InvalidRowError: naming the row id, when the image cannot be read.
     """
     from PIL import Image
 
+    from ..images import to_rgb_image
+
     try:
-        if isinstance(value, Image.Image):
+        if isinstance(value, (Image.Image, np.ndarray)):
             img = value
-        elif isinstance(value, np.ndarray):
-            img = Image.fromarray(np.asarray(value, dtype=np.uint8))
         elif isinstance(value, dict):
             if value.get("bytes") is not None:
                 img = Image.open(io.BytesIO(value["bytes"]))
@@ -167,12 +171,14 @@ def load_image(value, row_id: str = "?", what: str = "image"):
             img = Image.open(value) if not isinstance(value, bytes) else Image.open(io.BytesIO(value))
         else:
             raise ValueError(f"unsupported type {type(value).__name__}")
-        img.load()
-        return img.convert("RGB")
-    except InvalidRowError:
-        raise
+        if isinstance(img, Image.Image):
+            img.load()
     except Exception as e:  # noqa: BLE001 -- PIL raises many types; all mean "cannot be read"
         raise InvalidRowError(f"Row {row_id!r}: {what} cannot be read ({type(e).__name__}: {e}).") from None
+    try:
+        return to_rgb_image(img, what)
+    except ValueError as e:
+        raise InvalidRowError(f"Row {row_id!r}: {e}") from None
 
 
 def _downscale(img, max_pixels: int | None):

@@ -69,7 +69,10 @@ def parse_options(value, where: str) -> list[str]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
         raise ValueError(f"{where}: options must be a list of strings, got {type(value).__name__}: {str(value)[:80]}")
     options = [str(v) for v in value]
-    render_options(options)  # validates count and letter order
+    try:
+        render_options(options)  # validates count and letter order
+    except ValueError as e:
+        raise ValueError(f"{where}: {e} Fix the row's options (2 to {len(LETTERS)}, in letter order).") from None
     return options
 
 

@@ -81,12 +81,16 @@ def _folder_frames(folder: Path, fps: float):
     def load():
         from PIL import Image
 
+        from ...images import to_rgb_array
         from ..video import VideoError
 
         files = _frame_files(folder) if folder.is_dir() else []
         if not files:
             raise VideoError("missing_video", f"no frame_*.jpg/png in {folder}.")
-        frames = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+        frames = []
+        for f in files:
+            with Image.open(f) as im:
+                frames.append(to_rgb_array(im, str(f)))
         return np.stack(frames), fps
 
     return load

@@ -1,0 +1,112 @@
+"""What every verb does the same way with its arguments: `--config FILE` / `--config=FILE`, checks of the paths a
+user names, and turning input errors into [`UserError`]s (one line, exit status 2; see `thinker4d.errors`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from thinker4d.errors import UserError, UserFileNotFoundError, UserValueError
+
+
+def split_config(argv: list[str]) -> tuple[str | None, list[str]]:
+    """Takes `--config FILE` or `--config=FILE` out of `argv`; returns `(FILE or None, the other arguments)`."""
+    path, rest, i = None, [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--config":
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                raise UserValueError("--config needs the path of a YAML file, e.g. --config config.yaml.")
+            path, i = argv[i + 1], i + 2
+            continue
+        if arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+            if not path:
+                raise UserValueError("--config= needs the path of a YAML file, e.g. --config=config.yaml.")
+        else:
+            rest.append(arg)
+        i += 1
+    return path, rest
+
+
+def read_config(path: str, verb: str, known: set[str] | None = None) -> dict:
+    """The YAML mapping in `path` (keys are `thinker4d <verb>` flags, `-` or `_` alike).
+
+    Raises:
+        UserError: the file is missing, is not YAML, is not a mapping, or (when `known` is given) has a key that is
+            not one of the verb's flags.
+    """
+    import yaml
+
+    if not os.path.isfile(path):
+        raise UserFileNotFoundError(f"--config {path}: the file does not exist; pass the path of a YAML file.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            values = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise UserValueError(f"--config {path} is not valid YAML: {e}") from e
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise UserValueError(
+            f"--config {path} must hold a YAML mapping of `thinker4d {verb}` flags (key: value), "
+            f"got a {type(values).__name__}."
+        )
+    values = {str(k).replace("-", "_"): v for k, v in values.items()}
+    if known is not None:
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserValueError(
+                f"{path}: unknown settings {unknown}; every key must be a `thinker4d {verb}` flag (see "
+                f"`thinker4d {verb} --help`)."
+            )
+    return values
+
+
+def require_path(value: str | os.PathLike, flag: str, what: str = "file or folder") -> Path:
+    """`value` as a `Path`; raises a [`UserError`] naming `flag` when it does not exist."""
+    path = Path(value).expanduser()
+    if not path.exists():
+        raise UserFileNotFoundError(f"{flag} {value}: the local path does not exist; pass an existing {what}.")
+    return path
+
+
+def check_model(value: str, flag: str = "--model") -> None:
+    """A model argument must be an existing local folder or look like a Hub id (`owner/name`).
+
+    Without this check a mistyped local path reaches `from_pretrained`, which reports it as an invalid Hub repo id.
+    """
+    from thinker4d.datasets_io import is_hub_id
+
+    path = Path(value).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise UserValueError(
+                f"{flag} {value} is a file; pass the checkpoint folder (the one holding config.json) or a Hub id."
+            )
+        return
+    if not is_hub_id(value):
+        raise UserFileNotFoundError(
+            f"{flag} {value}: the local path does not exist; pass an existing checkpoint folder (the one holding "
+            "config.json) or a Hub id such as Qwen/Qwen2.5-VL-3B-Instruct."
+        )
+
+
+@contextlib.contextmanager
+def input_errors(*types: type[BaseException]):
+    """Inside, the exceptions of `types` (default `ValueError`, `FileNotFoundError`) become [`UserError`]s.
+
+    For the steps of a verb that only read what the user named (arguments, config, data set); their library code
+    raises these with messages that name the file or row. Anything else keeps its traceback.
+    """
+    types = types or (ValueError, FileNotFoundError)
+    try:
+        yield
+    except UserError:
+        raise
+    except types as e:
+        raise UserError(str(e)) from e
+
+
+__all__ = ["check_model", "input_errors", "read_config", "require_path", "split_config"]

@@ -1,0 +1,165 @@
+"""`thinker4d <verb>`: `--config FILE` and `--config=FILE` on every verb that reads a config, and user errors (one
+line, exit status 2, `--debug` / `THINKER4D_DEBUG=1` for the traceback) while bugs keep their traceback."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from thinker4d import cli
+
+
+@pytest.fixture
+def no_debug_env(monkeypatch):
+    monkeypatch.delenv("THINKER4D_DEBUG", raising=False)
+
+
+# ------------------------------------------------------------------------------------------------ --config
+@pytest.mark.parametrize("spelling", ["space", "equals"])
+def test_dift_config_both_spellings(tmp_path, spelling):
+    from thinker4d.commands import dift
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: m/x\ndataset: d.jsonl\nlearning_rate: 3.0e-4\nlatent_size: 6\n")
+    flag = ["--config", str(cfg)] if spelling == "space" else [f"--config={cfg}"]
+    script, args = dift._parse([*flag, "--output_dir", str(tmp_path / "o"), "--latent_size", "2"])
+    assert (script.model, script.dataset, args.learning_rate) == ("m/x", "d.jsonl", 3e-4)
+    assert args.latent_size == 2  # flags override the file
+
+
+@pytest.mark.parametrize("spelling", ["space", "equals"])
+def test_grpo_config_both_spellings(tmp_path, spelling, no_debug_env, capsys):
+    from thinker4d.commands import grpo
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "model_name_or_path: ./no-such-checkpoint\ndataset_name: rows.jsonl\nnum_generations: 4\n"
+        "env:\n  THINKER4D_TEST_ENV: from-config\n"
+    )
+    flag = ["--config", str(cfg)] if spelling == "space" else [f"--config={cfg}"]
+    rest = ["--output_dir", str(tmp_path / "o"), "--use_cpu", "true", "--bf16", "false", "--report_to", "none"]
+    _, script, args = grpo._parse([*flag, *rest, "--num_generations", "2", "--per_device_train_batch_size", "2"])
+    assert (script.dataset_name, args.num_generations) == ("rows.jsonl", 2)
+    assert os.environ.pop("THINKER4D_TEST_ENV") == "from-config"
+    # the model path of the file is the one checked
+    assert cli.main(["grpo", *flag, *rest]) == 2
+    assert "--model_name_or_path ./no-such-checkpoint: the local path does not exist" in capsys.readouterr().err
+
+
+def test_eval_config(tmp_path, capsys):
+    from thinker4d.commands import eval as eval_cmd
+
+    cfg = tmp_path / "e.yaml"
+    cfg.write_text("model: m/x\nbenchmark: dsr_bench\nvideo-root: /v\nmax_new_tokens: 64\nbatch_size: 4\n")
+    for flag in (["--config", str(cfg)], [f"--config={cfg}"]):
+        args = eval_cmd._parse([*flag, "--batch-size", "2"])
+        assert (args.model, args.benchmark, args.video_root, args.max_new_tokens) == ("m/x", "dsr_bench", "/v", 64)
+        assert args.batch_size == 2  # flags override the file
+    # a whole command from the file: re-score a paper-layout results file
+    rows = [{"raw": "<answer>B</answer>", "gt": "B", "subtask_type": "abs_dis"}]
+    (tmp_path / "paper.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "r.yaml").write_text(f"rescore_paper: {tmp_path / 'paper.jsonl'}\n")
+    assert eval_cmd.main([f"--config={tmp_path / 'r.yaml'}"]) == 0
+    assert json.loads(capsys.readouterr().out)["correct"] == 1
+    (tmp_path / "bad.yaml").write_text("modle: m/x\n")
+    with pytest.raises(
+        ValueError, match=r"bad.yaml: unknown settings \['modle'\]; every key must be a `thinker4d eval`"
+    ):
+        eval_cmd._parse(["--config", str(tmp_path / "bad.yaml")])
+
+
+@pytest.mark.parametrize("verb", ["quickstart", "synthesize"])
+def test_argparse_verbs_take_config_with_equals(verb):
+    import importlib
+
+    parser = importlib.import_module(f"thinker4d.commands.{verb}").make_parser()
+    extra = ["--output", "o"] if verb == "synthesize" else []
+    assert parser.parse_args(["--config=x.yaml", *extra]).config == "x.yaml"
+
+
+# ------------------------------------------------------------------------------------------------ user errors
+def _one_error(capsys, verb: str) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith(f"thinker4d {verb}: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_user_errors_exit_2_with_one_line(tmp_path, no_debug_env, capsys):
+    out = ["--output_dir", str(tmp_path / "o")]
+    assert cli.main(["dift", "--model", "/nonexistent", "--dataset", "d.jsonl", *out]) == 2
+    line = _one_error(capsys, "dift")
+    assert "--model /nonexistent: the local path does not exist; pass an existing checkpoint folder" in line
+    assert "repo" not in line.lower()  # not Hugging Face's "Repo id must be ..." message
+
+    assert cli.main(["dift", "--config", str(tmp_path / "missing.yaml"), *out]) == 2
+    assert f"--config {tmp_path / 'missing.yaml'}: the file does not exist" in _one_error(capsys, "dift")
+
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    assert cli.main(["grpo", f"--config={tmp_path / 'list.yaml'}"]) == 2
+    assert "must hold a YAML mapping of `thinker4d grpo` flags" in _one_error(capsys, "grpo")
+
+    # a value the config's __post_init__ refuses
+    assert cli.main(["dift", "--model", "m/x", "--dataset", "d", *out, "--imagery_pooling", "max"]) == 2
+    assert "imagery_pooling" in _one_error(capsys, "dift")
+
+    (tmp_path / "m").mkdir()
+    assert cli.main(["dift", "--model", str(tmp_path / "m"), "--dataset", str(tmp_path / "no.jsonl"), *out]) == 2
+    assert f"--dataset {tmp_path / 'no.jsonl'}: the local path does not exist" in _one_error(capsys, "dift")
+
+    args = ["--benchmark", "dsr_bench", "--data", str(tmp_path), "--output", str(tmp_path / "r")]
+    assert cli.main(["eval", "--model", "./nope", *args]) == 2
+    assert "--model ./nope: the local path does not exist" in _one_error(capsys, "eval")
+    assert cli.main(["eval", "--model", str(tmp_path / "m"), *args[:1], "mmlu", *args[2:]]) == 2
+    assert "Unknown benchmark 'mmlu'" in _one_error(capsys, "eval")
+    assert cli.main(["eval", "--model", str(tmp_path / "m"), *args]) == 2
+    assert "benchmark.parquet not found" in _one_error(capsys, "eval")
+
+
+def test_debug_prints_the_traceback(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("THINKER4D_DEBUG", raising=False)
+    argv = ["--model", "/nonexistent", "--dataset", "d.jsonl", "--output_dir", str(tmp_path / "o")]
+    for command in (["--debug", "dift", *argv], ["dift", *argv, "--debug"], ["dift", "--debug", *argv]):
+        assert cli.main(command) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" in err and "UserFileNotFoundError" in err and "the local path does not exist" in err
+    monkeypatch.setenv("THINKER4D_DEBUG", "1")
+    assert cli.main(["eval", "--model", "/nonexistent", "--benchmark", "x", "--data", "d", "--output", "o"]) == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_debug_flag_of_training_arguments_is_left_to_them():
+    from thinker4d.commands import dift, eval
+
+    assert cli._take_debug(dift, ["--debug", "underflow_overflow", "--seed", "1"], False) == (
+        False,
+        ["--debug", "underflow_overflow", "--seed", "1"],
+    )
+    assert cli._take_debug(dift, ["--seed", "1", "--debug"], False) == (True, ["--seed", "1"])
+    assert cli._take_debug(eval, ["--debug", "x"], False) == (True, ["x"])
+
+
+def test_bugs_keep_their_traceback(monkeypatch, no_debug_env):
+    from thinker4d.commands import demo
+
+    def broken(argv):
+        raise RuntimeError("an internal bug")
+
+    monkeypatch.setattr(demo, "main", broken)
+    with pytest.raises(RuntimeError, match="an internal bug"):
+        cli.main(["demo"])
+    # a ValueError that is not a user error is not hidden either
+    monkeypatch.setattr(demo, "main", lambda argv: int("x"))
+    with pytest.raises(ValueError, match="invalid literal"):
+        cli.main(["demo"])
+
+
+def test_console_entry_point_exit_status(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "THINKER4D_DEBUG"}
+    args = ["eval", "--model", "/nonexistent", "--benchmark", "dsr_bench", "--data", "d", "--output", "o"]
+    proc = subprocess.run([sys.executable, "-m", "thinker4d.cli", *args], capture_output=True, text=True, env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("thinker4d eval: error: --model /nonexistent: the local path does not exist")
+    assert "Traceback" not in proc.stderr
