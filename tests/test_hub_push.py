@@ -242,3 +242,91 @@ def test_stage_dataset_from_save_to_disk(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no \\*.parquet shards"):
         (tmp_path / "empty").mkdir()
         hub.stage_dataset(tmp_path / "empty", tmp_path / "out2", "me/d")
+
+
+@pytest.fixture(scope="module")
+def synthesis_dir(tmp_path_factory):
+    """A finished `thinker4d synthesize` folder: data/ shards, .work/clips/ per-clip files, stats, COMPLETE."""
+    from thinker4d.data.pipeline import SynthesisConfig, run_synthesis
+
+    out = tmp_path_factory.mktemp("synthesis") / "cot"
+    run_synthesis(
+        SynthesisConfig(world_num_clips=3, world_num_frames=8, world_size=64, batch_size=3), out, progress=False
+    )
+    assert any((out / ".work" / "clips").glob("*.parquet"))  # the work files the push must leave out
+    return out
+
+
+def _staged_ids(folder: Path) -> list:
+    import pyarrow.parquet as pq
+
+    return [i for p in sorted((folder / "data").glob("*.parquet")) for i in pq.read_table(p).column("id").to_pylist()]
+
+
+def test_push_synthesis_folder_stages_exactly_the_rows_load_dataset_returns(synthesis_dir, tmp_path, fake_api):
+    import datasets
+
+    source = datasets.load_dataset(str(synthesis_dir), cache_dir=str(tmp_path / "hf_cache"))
+    assert list(source) == ["train"]
+    want = source["train"]["id"]
+    assert len(want) == len(set(want)) > 0
+    preview = tmp_path / "preview"
+    assert push.main([str(synthesis_dir), "--dataset", "--repo-id", "me/cot", "--dry-run", str(preview)]) == 0
+    staged = _staged_ids(preview)
+    assert len(staged) == len(want) and sorted(staged) == sorted(want)
+    again = datasets.load_dataset(str(preview), cache_dir=str(tmp_path / "hf_cache2"))
+    assert list(again) == ["train"] and sorted(again["train"]["id"]) == sorted(want)
+
+    card = DatasetCard((preview / "README.md").read_text())
+    assert card.data.license == "apache-2.0"  # the only source's license, not a default
+    assert card.data.size_categories == ["n<1K"]
+    assert f"| train | {len(want)} |" in card.text
+    assert "| thinker4d synthetic world | apache-2.0 |" in card.text
+    assert "github.com/zhangquanchen/4DThinker" not in card.text  # the paper's code is not thinker4d
+
+    # `thinker4d synthesize push` uploads the same folder
+    from thinker4d.data.writer import push_dataset
+
+    push_dataset(synthesis_dir, "me/cot")
+    assert fake_api.uploaded == _tree(preview)
+
+
+def test_synthesis_card_and_push_license_follow_the_sources(synthesis_dir, tmp_path):
+    from thinker4d.data import writer
+
+    own = DatasetCard((synthesis_dir / "README.md").read_text())
+    assert own.data.license == "apache-2.0"
+    assert writer.sources_license([]) is None
+    assert writer.sources_license([{"license": "mit"}, {"license": "apache-2.0"}, {"name": "x"}]) == [
+        "apache-2.0",
+        "mit",
+    ]
+    stats = json.loads((synthesis_dir / "synthesis_stats.json").read_text())
+    stats["sources"].append({"name": "SpatialVID", "license": "cc-by-nc-sa-4.0", "url": "https://example.org"})
+    out = hub.stage_dataset(synthesis_dir, tmp_path / "two", "me/cot", stats=stats)
+    assert DatasetCard((out / "README.md").read_text()).data.license == ["apache-2.0", "cc-by-nc-sa-4.0"]
+    out = hub.stage_dataset(synthesis_dir, tmp_path / "chosen", "me/cot", stats=stats, license="cc-by-nc-sa-4.0")
+    assert DatasetCard((out / "README.md").read_text()).data.license == "cc-by-nc-sa-4.0"
+    out = hub.stage_dataset(synthesis_dir, tmp_path / "none", "me/cot", stats={})
+    assert DatasetCard((out / "README.md").read_text()).data.license == "unknown"
+
+
+def test_push_refuses_an_unfinished_synthesis(synthesis_dir, tmp_path, fake_api):
+    import shutil
+
+    from thinker4d.data.writer import push_dataset
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(synthesis_dir, unfinished)
+    (unfinished / "COMPLETE").unlink()
+    with pytest.raises(RuntimeError, match=r"unfinished thinker4d synthesis .*no COMPLETE marker.*--resume"):
+        push.main([str(unfinished), "--dataset", "--repo-id", "me/cot", "--dry-run", str(tmp_path / "p1")])
+    with pytest.raises(RuntimeError, match=r"not a finished synthesis \(no COMPLETE marker\).*--resume"):
+        push_dataset(unfinished, "me/cot")
+    assert fake_api.calls == []
+
+    changed = tmp_path / "changed"
+    shutil.copytree(synthesis_dir, changed)
+    (changed / "COMPLETE").write_text(json.dumps({"rows": 10_000, "shards": []}))
+    with pytest.raises(RuntimeError, match=r"COMPLETE records 10000 rows but its data files hold \d+.*--resume"):
+        push.main([str(changed), "--dataset", "--repo-id", "me/cot", "--dry-run", str(tmp_path / "p2")])

@@ -535,13 +535,6 @@ def stage_model_checkpoint(
 # Datasets
 
 
-def _split_of(relative: Path) -> str:
-    for part in [*relative.parts[:-1], relative.name.split("-")[0].split(".")[0]]:
-        if part in ("train", "validation", "test"):
-            return part
-    return "train"
-
-
 def _size_category(n: int) -> str:
     for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
         if n < limit:
@@ -559,38 +552,73 @@ def _rejection_rows(rejected: Any) -> list[tuple[str, str, Any]]:
     return rows
 
 
+def _finished_data_files(source: Path) -> dict[str, list[Path]]:
+    """`{split: [file, ...]}` that `datasets.load_dataset(source)` reads: the `configs` of the folder's README.md when it
+    has them, else the `datasets` default patterns (which skip hidden folders such as a synthesis' `.work/`)."""
+    import datasets as hf_datasets
+
+    with tempfile.TemporaryDirectory(prefix="thinker4d-resolve-") as cache_dir:
+        builder = hf_datasets.load_dataset_builder(str(source), cache_dir=cache_dir)
+    data_files = builder.config.data_files or {}
+    resolved = {str(split): [Path(f) for f in files] for split, files in data_files.items()}
+    others = sorted(str(f) for files in resolved.values() for f in files if f.suffix != ".parquet")
+    if others:
+        raise ValueError(
+            f"{source} holds data files that are not parquet ({', '.join(others[:3])}); thinker4d push copies "
+            "parquet shards only. Write the dataset with Dataset.to_parquet() or save_to_disk() first."
+        )
+    return resolved
+
+
 def stage_dataset(
     source: str | os.PathLike,
     output_dir: str | os.PathLike,
     repo_id: str,
     *,
     stats: str | os.PathLike | Mapping | None = None,
-    license: str = "other",
+    license: str | None = None,
     pretty_name: str | None = None,
     description: str | None = None,
 ) -> Path:
     """Write the folder `thinker4d push --dataset` uploads: parquet shards under `data/` and a dataset card.
 
     Args:
-        source: a folder of parquet shards (split from the file or folder name: `train`, `validation`, `test`;
-            anything else is `train`) or a `Dataset.save_to_disk` / `DatasetDict.save_to_disk` folder.
+        source: a dataset folder `datasets.load_dataset` reads (a `thinker4d synthesize` output, or parquet shards whose
+            split `datasets` takes from a `train` / `validation` / `test` folder or file name, anything else `train`),
+            or a `Dataset.save_to_disk` / `DatasetDict.save_to_disk` folder. The staged rows are exactly those
+            `load_dataset(source)` returns: a synthesis' per-clip work files (`.work/`) are never staged, and a
+            synthesis without its `COMPLETE` marker is refused.
         output_dir: where to write.
         repo_id: the dataset's Hub id (card title, `configs` metadata).
         stats: synthesis statistics, a dict or JSON path; by default `synthesis_stats.json` in `source` when present.
             Keys read: `candidates`, `kept`, `rejected` (`{stage: {reason: count}}` or `{reason: count}`), `pipeline`
             (`{step: description}`), `sources` (`[{"name", "license", "url"}]`).
-        license: license id for the card metadata (the sources' licenses are listed too).
+        license: license id for the card metadata; by default the sources' license (their list when they differ,
+            `unknown` when none is recorded).
     """
     import datasets as hf_datasets
     import pyarrow.parquet as pq
 
+    from .data.writer import COMPLETE, WORK, sources_license
+
     source, output_dir = Path(source), Path(output_dir)
     if not source.is_dir():
         raise FileNotFoundError(f"Dataset folder {source} does not exist.")
+    if (source / WORK).is_dir() and not (source / COMPLETE).is_file():
+        raise RuntimeError(
+            f"{source} is an unfinished thinker4d synthesis ({WORK}/ is there but no {COMPLETE} marker): finish it "
+            f"with `thinker4d synthesize --output {source} --resume` and the same settings, then push again."
+        )
+    is_saved = (source / "dataset_dict.json").is_file() or (source / "state.json").is_file()
+    if not is_saved and not any(p.is_file() for p in source.rglob("*.parquet")):
+        raise FileNotFoundError(
+            f"{source} holds no *.parquet shards and is not a save_to_disk folder; write the dataset with "
+            "Dataset.to_parquet() or save_to_disk() first."
+        )
     data_dir = output_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     shards: dict[str, list[Path]] = {}
-    if (source / "dataset_dict.json").is_file() or (source / "state.json").is_file():
+    if is_saved:
         loaded = hf_datasets.load_from_disk(str(source))
         splits = loaded if isinstance(loaded, hf_datasets.DatasetDict) else {"train": loaded}
         for split, ds in splits.items():
@@ -598,16 +626,7 @@ def stage_dataset(
             ds.to_parquet(str(dest))
             shards[split] = [dest]
     else:
-        found = sorted(p for p in source.rglob("*.parquet") if p.is_file())
-        if not found:
-            raise FileNotFoundError(
-                f"{source} holds no *.parquet shards and is not a save_to_disk folder; write the dataset with "
-                "Dataset.to_parquet() or save_to_disk() first."
-            )
-        by_split: dict[str, list[Path]] = {}
-        for path in found:
-            by_split.setdefault(_split_of(path.relative_to(source)), []).append(path)
-        for split, paths in by_split.items():
+        for split, paths in _finished_data_files(source).items():
             for i, path in enumerate(paths):
                 dest = data_dir / f"{split}-{i:05d}-of-{len(paths):05d}.parquet"
                 shutil.copyfile(path, dest)
@@ -632,6 +651,14 @@ def stage_dataset(
                     label_sources.update(table.column("label_source").to_pylist())
         split_counts.append((split, n))
     total = sum(n for _, n in split_counts)
+    if (source / COMPLETE).is_file():
+        recorded = json.loads((source / COMPLETE).read_text()).get("rows")
+        if isinstance(recorded, int) and recorded != total:
+            raise RuntimeError(
+                f"{source}/{COMPLETE} records {recorded} rows but its data files hold {total}: the folder was changed "
+                f"after the synthesis finished. Rerun `thinker4d synthesize --output {source} --resume` (same settings) "
+                "to rewrite data/, then push again."
+            )
 
     if stats is None and (source / "synthesis_stats.json").is_file():
         stats = source / "synthesis_stats.json"
@@ -642,6 +669,9 @@ def stage_dataset(
     rate = None
     if isinstance(candidates, int) and isinstance(kept, int) and candidates > 0:
         rate = f"{100 * (candidates - kept) / candidates:.1f}%"
+    sources = [{"name": "", "license": "", "url": "", **s} for s in stats.get("sources") or []]
+    if license is None:
+        license = sources_license(sources) or "unknown"
     metadata = DatasetCardData(
         license=license,
         pretty_name=pretty_name or repo_id.split("/")[-1],
@@ -669,8 +699,8 @@ def stage_dataset(
         rejection_rate=rate,
         kept=kept,
         candidates=candidates,
-        sources=[{"name": "", "license": "", "url": "", **s} for s in stats.get("sources") or []],
-        license=license,
+        sources=sources,
+        license=license if isinstance(license, str) else ", ".join(license),
         thinker4d_version=_version(),
     )
     (output_dir / "README.md").write_text(re.sub(r"\n{3,}", "\n\n", text))

@@ -37,7 +37,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None, help="branch to push to (created when missing; default main)")
     p.add_argument("--dry-run", metavar="DIR", default=None, help="write the folder that would be uploaded, no upload")
     p.add_argument("--commit-message", default=None)
-    p.add_argument("--license", default=None, help="license id (default apache-2.0 for models, other for datasets)")
+    p.add_argument(
+        "--license",
+        default=None,
+        help="license id (default apache-2.0 for models; for datasets the license their sources record, else unknown)",
+    )
     model = p.add_argument_group("model card")
     model.add_argument(
         "--eval-summary", nargs="+", default=[], metavar="JSON", help="summary JSON(s) of thinker4d eval"
@@ -62,7 +66,7 @@ def _stage(args, folder: Path) -> None:
             folder,
             args.repo_id,
             stats=args.stats,
-            license=args.license or "other",
+            license=args.license,
             pretty_name=args.pretty_name,
         )
     else:
