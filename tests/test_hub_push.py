@@ -157,13 +157,13 @@ def test_push_model_bad_inputs(checkpoint, tmp_path, tiny_base_model):
     assert push.main([str(tmp_path / "nowhere"), "--repo-id", "me/x"]) == 2
 
 
-def _cot_dataset(n, task_cycle):
+def _cot_dataset(n, task_cycle, size=8):
     import numpy as np
     from datasets import Dataset
 
     from thinker4d.data.writer import features as cot_features
 
-    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    image = np.zeros((size, size, 3), dtype=np.uint8)
     rows = {
         "id": [f"clip{i}/{task_cycle[i % len(task_cycle)]}/0" for i in range(n)],
         "clip_id": [f"clip{i}" for i in range(n)],
@@ -242,3 +242,250 @@ def test_stage_dataset_from_save_to_disk(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no \\*.parquet shards"):
         (tmp_path / "empty").mkdir()
         hub.stage_dataset(tmp_path / "empty", tmp_path / "out2", "me/d")
+
+
+@pytest.fixture(scope="module")
+def synthesis_dir(tmp_path_factory):
+    """A finished `thinker4d synthesize` folder: data/ shards, .work/clips/ per-clip files, stats, COMPLETE."""
+    from thinker4d.data.pipeline import SynthesisConfig, run_synthesis
+
+    out = tmp_path_factory.mktemp("synthesis") / "cot"
+    run_synthesis(
+        SynthesisConfig(world_num_clips=3, world_num_frames=8, world_size=64, batch_size=3), out, progress=False
+    )
+    assert any((out / ".work" / "clips").glob("*.parquet"))  # the work files the push must leave out
+    return out
+
+
+def _staged_ids(folder: Path) -> list:
+    import pyarrow.parquet as pq
+
+    return [i for p in sorted((folder / "data").glob("*.parquet")) for i in pq.read_table(p).column("id").to_pylist()]
+
+
+def test_push_synthesis_folder_stages_exactly_the_rows_load_dataset_returns(synthesis_dir, tmp_path, fake_api):
+    import datasets
+
+    source = datasets.load_dataset(str(synthesis_dir), cache_dir=str(tmp_path / "hf_cache"))
+    assert list(source) == ["train"]
+    want = source["train"]["id"]
+    assert len(want) == len(set(want)) > 0
+    preview = tmp_path / "preview"
+    assert push.main([str(synthesis_dir), "--dataset", "--repo-id", "me/cot", "--dry-run", str(preview)]) == 0
+    staged = _staged_ids(preview)
+    assert len(staged) == len(want) and sorted(staged) == sorted(want)
+    again = datasets.load_dataset(str(preview), cache_dir=str(tmp_path / "hf_cache2"))
+    assert list(again) == ["train"] and sorted(again["train"]["id"]) == sorted(want)
+
+    card = DatasetCard((preview / "README.md").read_text())
+    assert card.data.license == "apache-2.0"  # the only source's license, not a default
+    assert card.data.size_categories == ["n<1K"]
+    assert f"| train | {len(want)} |" in card.text
+    assert "| thinker4d synthetic world | apache-2.0 |" in card.text
+    assert "github.com/zhangquanchen/4DThinker" not in card.text  # the paper's code is not thinker4d
+
+    # `thinker4d synthesize push` uploads the same folder
+    from thinker4d.data.writer import push_dataset
+
+    push_dataset(synthesis_dir, "me/cot")
+    assert fake_api.uploaded == _tree(preview)
+
+
+def test_synthesis_card_and_push_license_follow_the_sources(synthesis_dir, tmp_path):
+    from thinker4d.data import writer
+
+    own = DatasetCard((synthesis_dir / "README.md").read_text())
+    assert own.data.license == "apache-2.0"
+    assert writer.sources_license([]) is None
+    assert writer.sources_license([{"license": "mit"}, {"license": "apache-2.0"}, {"name": "x"}]) == [
+        "apache-2.0",
+        "mit",
+    ]
+    stats = json.loads((synthesis_dir / "synthesis_stats.json").read_text())
+    stats["sources"].append({"name": "SpatialVID", "license": "cc-by-nc-sa-4.0", "url": "https://example.org"})
+    out = hub.stage_dataset(synthesis_dir, tmp_path / "two", "me/cot", stats=stats)
+    assert DatasetCard((out / "README.md").read_text()).data.license == ["apache-2.0", "cc-by-nc-sa-4.0"]
+    out = hub.stage_dataset(synthesis_dir, tmp_path / "chosen", "me/cot", stats=stats, license="cc-by-nc-sa-4.0")
+    assert DatasetCard((out / "README.md").read_text()).data.license == "cc-by-nc-sa-4.0"
+    out = hub.stage_dataset(synthesis_dir, tmp_path / "none", "me/cot", stats={})
+    assert DatasetCard((out / "README.md").read_text()).data.license == "unknown"
+
+
+def test_push_refuses_an_unfinished_synthesis(synthesis_dir, tmp_path, fake_api):
+    import shutil
+
+    from thinker4d.data.writer import push_dataset
+
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(synthesis_dir, unfinished)
+    (unfinished / "COMPLETE").unlink()
+    with pytest.raises(RuntimeError, match=r"unfinished thinker4d synthesis .*no COMPLETE marker.*--resume"):
+        push.main([str(unfinished), "--dataset", "--repo-id", "me/cot", "--dry-run", str(tmp_path / "p1")])
+    with pytest.raises(RuntimeError, match=r"not a finished synthesis \(no COMPLETE marker\).*--resume"):
+        push_dataset(unfinished, "me/cot")
+    assert fake_api.calls == []
+
+    changed = tmp_path / "changed"
+    shutil.copytree(synthesis_dir, changed)
+    (changed / "COMPLETE").write_text(json.dumps({"rows": 10_000, "shards": []}))
+    with pytest.raises(RuntimeError, match=r"COMPLETE records 10000 rows but its data files hold \d+.*--resume"):
+        push.main([str(changed), "--dataset", "--repo-id", "me/cot", "--dry-run", str(tmp_path / "p2")])
+
+
+# ------------------------------------------------------------------------------------------------ cards from records
+
+
+def _train(model, output_dir, *, trainer="dift", steps=2, **kw):
+    """A tiny run of `steps` steps from `model` (a folder), saved with `save_model` to `output_dir`; returns the
+    trainer."""
+    from datasets import Dataset
+
+    from thinker4d.trainers import DIFTConfig, DIFTTrainer
+
+    common = dict(
+        output_dir=str(Path(output_dir).parent / f"{Path(output_dir).name}-run"),
+        max_steps=steps,
+        learning_rate=1e-3,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+        seed=0,
+    )
+    if trainer == "grpo":
+        import numpy as np
+
+        from thinker4d.trainers import LatentGRPOConfig, LatentGRPOTrainer
+
+        frames = [np.zeros((56, 56, 3), np.uint8)] * 2
+        rows = [{"question": "Camera?", "options": ["Pan Left", "Pan Right"], "answer": "B", "frames": frames}] * 4
+        args = LatentGRPOConfig(
+            **common, per_device_train_batch_size=4, num_generations=4, max_completion_length=6, bf16=False, **kw
+        )
+        run = LatentGRPOTrainer(str(model), args=args, train_dataset=Dataset.from_list(rows))
+    else:
+        args = DIFTConfig(**common, per_device_train_batch_size=2, activation_checkpointing=False, **kw)
+        run = DIFTTrainer(model=str(model), args=args, train_dataset=_cot_dataset(4, ["camera_motion"], size=56))
+    run.train()
+    run.save_model(str(output_dir))
+    return run
+
+
+@pytest.fixture
+def base_folder(tmp_path):
+    from thinker4d.tiny import build_tiny_model, build_tiny_processor
+
+    processor = build_tiny_processor("qwen2_5_vl")
+    folder = tmp_path / "base"
+    build_tiny_model("qwen2_5_vl", processor).save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def _section(text: str, title: str) -> str:
+    return text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+def test_model_card_is_built_from_what_a_dift_run_recorded(base_folder, tmp_path, fake_api):
+    folder = tmp_path / "dift"
+    run = _train(base_folder, folder, steps=2)
+    record = json.loads((folder / "training_stages.json").read_text())
+    assert record == {
+        "stages": [
+            {
+                "stage": "DIFT",
+                "trainer": "DIFTTrainer",
+                "config_class": "thinker4d.trainers.dift_config.DIFTConfig",
+                "started_from": str(base_folder),
+                "global_step": 2,
+                "max_steps": 2,
+                "epoch": run.state.epoch,
+                "train_rows": 4,
+            }
+        ]
+    }
+    state = json.loads((folder / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    args = json.loads((folder / "training_args.json").read_text())
+    assert args["learning_rate"] == 1e-3 and args["max_steps"] == 2 and args["mode"] == "dift"
+    assert "hub_token" not in args
+
+    preview = tmp_path / "preview"
+    assert push.main([str(folder), "--repo-id", "me/tiny-dift", "--dry-run", str(preview)]) == 0
+    assert not {"training_args.json", "training_stages.json", "trainer_state.json"} & set(_tree(preview))
+    card = ModelCard((preview / "README.md").read_text())
+    assert card.data.license == "apache-2.0"
+    assert card.data.base_model is None  # it started from a local folder, not a Hub model
+    text = card.text
+    # the only stage the folder records, and nothing it does not
+    assert "| DIFT | DIFTTrainer | 2 of 2 | 4 | a local folder |" in text
+    for claim in ("4DRL", "GRPO", "reinforcement", "text-CoT SFT", "raw-QA SFT"):
+        assert claim not in text, claim
+    loss = [h["train_loss"] for h in state["log_history"] if "train_loss" in h][-1]
+    assert f"2 optimizer steps of 2, epoch 1, last logged training loss {hub._fmt(float(loss))}." in text
+    assert _section(text, "Training data").strip() == "- DIFT: 4 training rows"
+    params = _section(text, "Training hyper-parameters (DIFT, the last stage)")
+    for row in ("| `learning_rate` | 0.001 |", "| `max_steps` | 2 |", "| `per_device_train_batch_size` | 2 |"):
+        assert row in params, row
+    assert "`mode`" not in params and "`ce_weight`" not in params  # left at their defaults
+    assert "`output_dir`" not in params and "`hub_token`" not in params
+
+    # the uploader's description is shown as theirs, never as a record
+    assert (
+        push.main([str(folder), "--repo-id", "me/x", "--stages", "DIFT then 4DRL", "--dry-run", str(tmp_path / "s")])
+        == 0
+    )
+    text = (tmp_path / "s" / "README.md").read_text()
+    assert "The uploader describes the training as: DIFT then 4DRL (not a record; the table above is)." in text
+    assert "| DIFT | DIFTTrainer | 2 of 2 | 4 | a local folder |" in text
+
+    # a folder written before these records existed: the stage and hyper-parameters of transformers' training_args.bin
+    for name in ("training_args.json", "training_stages.json", "trainer_state.json"):
+        (folder / name).unlink()
+    assert push.main([str(folder), "--repo-id", "me/x", "--dry-run", str(tmp_path / "old")]) == 0
+    text = (tmp_path / "old" / "README.md").read_text()
+    assert "| DIFT | not recorded | not recorded | not recorded | not recorded |" in text
+    assert "| `learning_rate` | 0.001 |" in text and "4DRL" not in text and "trainer_state.json" not in text
+    assert _section(text, "Training data").strip() == "Not recorded."
+    (folder / "training_args.bin").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match=r"training_args\.bin could not be loaded .*--training-args"):
+        push.main([str(folder), "--repo-id", "me/x", "--dry-run", str(tmp_path / "bad")])
+    (tmp_path / "args.json").write_text(json.dumps({"learning_rate": 0.5}))  # given instead: the pickle is not needed
+    assert push.main([str(folder), "--repo-id", "me/x", "--training-args", str(tmp_path / "args.json"),
+                      "--dry-run", str(tmp_path / "given")]) == 0  # fmt: skip
+    assert "| `learning_rate` | 0.5 |" in (tmp_path / "given" / "README.md").read_text()
+    assert fake_api.calls == []
+
+
+def test_stages_carry_forward_from_the_folder_a_run_started_from(base_folder, tmp_path):
+    from thinker4d.trainers.records import read_stages
+
+    _train(base_folder, tmp_path / "warmup", steps=1, mode="text_cot")
+    _train(tmp_path / "warmup", tmp_path / "dift", steps=2)
+    _train(tmp_path / "dift", tmp_path / "rl", trainer="grpo", steps=1)
+    stages = read_stages(tmp_path / "rl")
+    assert [(s["stage"], s["trainer"], s["global_step"]) for s in stages] == [
+        ("text-CoT SFT", "DIFTTrainer", 1),
+        ("DIFT", "DIFTTrainer", 2),
+        ("4DRL", "LatentGRPOTrainer", 1),
+    ]
+    assert [s["started_from"] for s in stages] == [str(base_folder), str(tmp_path / "warmup"), str(tmp_path / "dift")]
+    assert stages[2]["config_class"] == "thinker4d.trainers.latent_grpo_config.LatentGRPOConfig"
+
+    out = hub.stage_model_checkpoint(tmp_path / "rl", tmp_path / "staged", "me/rl", custom_generate=False)
+    text = (out / "README.md").read_text()
+    rows = [line for line in _section(text, "Training").splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows[1:] == [
+        "| text-CoT SFT | DIFTTrainer | 1 of 1 | 4 | a local folder |",
+        "| DIFT | DIFTTrainer | 2 of 2 | 4 | a local folder |",
+        "| 4DRL | LatentGRPOTrainer | 1 of 1 | 4 | a local folder |",
+    ]
+    assert "## Training hyper-parameters (4DRL, the last stage)" in text
+    assert "| `num_generations` | 4 |" in text and "| `max_completion_length` | 6 |" in text
+
+    (tmp_path / "rl" / "training_stages.json").write_text("[1, 2]")
+    with pytest.raises(
+        ValueError, match=r"rl/training_stages\.json is not a thinker4d training record.*Delete the file"
+    ):
+        hub.stage_model_checkpoint(tmp_path / "rl", tmp_path / "staged2", "me/rl")

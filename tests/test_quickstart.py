@@ -112,6 +112,15 @@ def test_quickstart_end_to_end_and_resume(tmp_path):
         if stage != "eval_dift_grpo":
             assert after[stage] == mtime, f"stage {stage} was redone"
     assert again["dift_grpo"] == summary["dift_grpo"]
+    # reused stages keep the times recorded when they ran; the redone one gets its new time
+    assert summary["reused_stages"] == []
+    assert set(again["reused_stages"]) == set(summary["timings_s"]) - {"eval_dift_grpo"}
+    assert all(summary["timings_s"][s] > 0 for s in ("data", "init", "train_dift", "eval_dift")), summary["timings_s"]
+    for stage in again["reused_stages"]:
+        assert again["timings_s"][stage] == summary["timings_s"][stage], stage
+    assert again["timings_s"]["eval_dift_grpo"] > 0
+    report = (tmp_path / "report.md").read_text()
+    assert json.dumps(again["timings_s"], indent=1) in report
 
     with pytest.raises(ValueError, match="other settings .*sft_steps"):
         run_quickstart(QuickstartConfig(**{**TOY, "sft_steps": 3}), tmp_path)

@@ -73,7 +73,18 @@ _CHECKPOINT_FILES = re.compile(
     r"tokenizer_config\.json|special_tokens_map\.json|added_tokens\.json|vocab\.json|merges\.txt|"
     r"chat_template\.(jinja|json)|processor_config\.json|preprocessor_config\.json|video_preprocessor_config\.json)$"
 )
-_TRAINING_ARGS_FILES = ("training_args.json", "trainer_config.json")
+# Where a checkpoint records its trainer config, in order of preference (training_args.bin is transformers' pickle).
+_TRAINING_ARGS_FILES = ("training_args.json", "trainer_config.json", "training_args.bin")
+# Modules a recorded `config_class` may be imported from (to list only the fields that differ from their defaults).
+_CONFIG_MODULES = ("thinker4d.", "transformers.", "trl.")
+# What each recorded stage did, for the card.
+STAGE_DESCRIPTIONS = {
+    "DIFT": "Dynamic-Imagery Fine-Tuning, cross-entropy on text plus a cosine loss pulling each latent towards K pooled "
+    "vision features of a landmark-overlay image",
+    "text-CoT SFT": "supervised fine-tuning on the chain of thought with the imagery blocks left out (no latents)",
+    "raw-QA SFT": "supervised fine-tuning on the answer alone",
+    "4DRL": "GRPO with outcome rewards on rollouts that decode with latent imagery; policy gradient on text tokens only",
+}
 _ALWAYS_SHOWN_HPARAMS = (
     "learning_rate",
     "num_train_epochs",
@@ -279,12 +290,54 @@ def _fmt(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
-def training_hyperparameters(training_args: Any) -> list[tuple[str, str]]:
+def _plain(value: Any) -> Any:
+    """A JSON-comparable form of a config value (enums to their values, tuples to lists)."""
+    if hasattr(value, "value") and not isinstance(value, (str, int, float, bool)):
+        value = value.value
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _field_defaults(config_class: type) -> dict[str, Any]:
+    """`{field: default}` of a config dataclass, after its `__post_init__` where it can be built with no argument (so
+    that values it normalises, such as `accelerator_config` or `debug`, count as defaults), else as declared."""
+    declared = {}
+    for f in dataclasses.fields(config_class):
+        if f.default is not dataclasses.MISSING:
+            declared[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            declared[f.name] = f.default_factory()
+    try:
+        with tempfile.TemporaryDirectory(prefix="thinker4d-defaults-") as tmp:
+            built = config_class(output_dir=tmp) if "output_dir" in declared else config_class()
+    except Exception:  # noqa: BLE001 -- a config that cannot be built bare is compared with its declared defaults
+        return declared
+    built = built.to_dict() if hasattr(built, "to_dict") else dataclasses.asdict(built)
+    return {**declared, **{k: v for k, v in built.items() if k in declared}}
+
+
+def _import_config_class(dotted: str | None) -> type | None:
+    """The dataclass a training record names (`thinker4d.trainers.dift_config.DIFTConfig`), `None` when it is not one
+    of thinker4d's, transformers' or trl's or cannot be imported."""
+    if not dotted or "." not in dotted or not dotted.startswith(_CONFIG_MODULES):
+        return None
+    module, _, name = dotted.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+    return cls if dataclasses.is_dataclass(cls) else None
+
+
+def training_hyperparameters(training_args: Any, config_class: type | None = None) -> list[tuple[str, str]]:
     """`(name, value)` rows for the card from a TrainingArguments-like object, a dataclass, a dict or a JSON/YAML path.
 
-    For a dataclass (TrainingArguments, a trl/thinker4d trainer config) only fields that differ from their default are
-    listed, plus the learning rate, epochs/steps, batch size, accumulation and seed. A dict is listed whole. Credential
-    fields (`hub_token`, `*_api_key`, ...) and paths/logging settings are left out.
+    For a dataclass (TrainingArguments, a trl/thinker4d trainer config), or a dict with its `config_class`, only fields
+    that differ from their default are listed, plus the learning rate, epochs/steps, batch size, accumulation and seed.
+    A dict without a `config_class` is listed whole. Credential fields (`hub_token`, `*_api_key`, ...) and
+    paths/logging settings are left out.
     """
     if training_args is None:
         return []
@@ -301,21 +354,22 @@ def training_hyperparameters(training_args: Any) -> list[tuple[str, str]]:
         else:
             training_args = json.loads(path.read_text())
     if dataclasses.is_dataclass(training_args) and not isinstance(training_args, type):
-        items = {}
-        for f in dataclasses.fields(training_args):
-            value = getattr(training_args, f.name, None)
-            if f.default is not dataclasses.MISSING:
-                default = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                default = f.default_factory()
-            else:
-                default = dataclasses.MISSING
-            if value != default or f.name in _ALWAYS_SHOWN_HPARAMS:
-                items[f.name] = value
-    elif hasattr(training_args, "to_dict"):
+        config_class = type(training_args)
+        if hasattr(training_args, "to_dict"):
+            training_args = training_args.to_dict()
+        else:
+            training_args = {f.name: getattr(training_args, f.name, None) for f in dataclasses.fields(training_args)}
+    if hasattr(training_args, "to_dict") and not isinstance(training_args, Mapping):
         items = training_args.to_dict()
     elif isinstance(training_args, Mapping):
         items = dict(training_args)
+        if config_class is not None:
+            defaults = {k: _plain(v) for k, v in _field_defaults(config_class).items()}
+            items = {
+                k: v
+                for k, v in items.items()
+                if k not in defaults or _plain(v) != defaults[k] or k in _ALWAYS_SHOWN_HPARAMS
+            }
     else:
         raise TypeError(
             f"training_args must be a TrainingArguments-like dataclass, a dict or a JSON/YAML path, got "
@@ -331,6 +385,63 @@ def training_hyperparameters(training_args: Any) -> list[tuple[str, str]]:
             value = value.value
         rows.append((key, _fmt(value)))
     return rows
+
+
+def load_training_args_bin(path: str | os.PathLike):
+    """The trainer config transformers pickled as `training_args.bin` (unpickling runs code: only for your own
+    checkpoints)."""
+    import torch
+
+    try:
+        return torch.load(str(path), weights_only=False, map_location="cpu")
+    except Exception as err:  # noqa: BLE001 -- any unpickling failure gets the same advice
+        raise ValueError(
+            f"{path} could not be loaded ({type(err).__name__}: {err}). Pass the trainer config as JSON or YAML with "
+            "--training-args (training_hyperparameters), or delete the file."
+        ) from None
+
+
+def read_training_record(folder: str | os.PathLike, *, need_args: bool = True) -> dict:
+    """What a checkpoint folder records about its training, for the card.
+
+    Returns a dict with `stages` (the records of `training_stages.json`, oldest first, see
+    `thinker4d.trainers.records`; else one record inferred from the class of a pickled `training_args.bin`; else
+    `[]`), `trainer_state` (`trainer_state.json` as a dict, or `None`), `training_args` (the path of
+    `training_args.json` / `trainer_config.json`, or the object unpickled from `training_args.bin`, or `None`) and
+    `config_class` (the trainer config class, when known). With `need_args=False` a `training_args.bin` that cannot
+    be loaded is left out (with a warning) instead of raising.
+    """
+    from .trainers.records import TRAINER_STATE_JSON, read_stages, stage_of_args
+
+    folder = Path(folder)
+    stages = read_stages(folder)
+    found = [folder / name for name in _TRAINING_ARGS_FILES if (folder / name).is_file()]
+    training_args = found[0] if found else None
+    if training_args is not None and training_args.suffix == ".bin":
+        try:
+            training_args = load_training_args_bin(training_args)
+        except ValueError as err:
+            if need_args:
+                raise
+            logger.warning("%s", err)
+            training_args = None
+    config_class = None
+    if isinstance(training_args, Path) and stages:
+        config_class = _import_config_class(stages[-1].get("config_class"))
+    elif training_args is not None and not isinstance(training_args, Path):
+        config_class = type(training_args)
+        stage = stage_of_args(training_args)
+        if not stages and stage:
+            stages = [{"stage": stage, "trainer": None, "config_class": None, "started_from": None}]
+    trainer_state = None
+    if (folder / TRAINER_STATE_JSON).is_file():
+        trainer_state = json.loads((folder / TRAINER_STATE_JSON).read_text())
+    return {
+        "stages": stages,
+        "trainer_state": trainer_state,
+        "training_args": training_args,
+        "config_class": config_class,
+    }
 
 
 def _pct(x: Any) -> str:
@@ -377,6 +488,48 @@ def usage_snippet(repo_id: str, max_new_tokens: int = 1024) -> str:
     return template.render(repo_id=repo_id, max_new_tokens=max_new_tokens).strip()
 
 
+def _started_from_text(started_from: str | None) -> str:
+    from .datasets_io import is_hub_id
+
+    if not started_from:
+        return "not recorded"
+    if is_hub_id(started_from):
+        return f"[{started_from}](https://huggingface.co/{started_from})"
+    return "a local folder"
+
+
+def _stage_rows(training_stages: list[Mapping]) -> list[dict]:
+    rows = []
+    for record in training_stages:
+        step, max_steps = record.get("global_step"), record.get("max_steps")
+        steps = "not recorded" if step is None else f"{step}" if not max_steps else f"{step} of {max_steps}"
+        rows.append(
+            {
+                "stage": record["stage"],
+                "trainer": record.get("trainer") or "not recorded",
+                "steps": steps,
+                "rows": "not recorded" if record.get("train_rows") is None else record["train_rows"],
+                "started_from": _started_from_text(record.get("started_from")),
+            }
+        )
+    return rows
+
+
+def _state_summary(trainer_state: Mapping | None) -> dict | None:
+    """Steps, epoch and the last logged training loss of a `trainer_state.json`."""
+    if not trainer_state:
+        return None
+    history = trainer_state.get("log_history") or []
+    losses = [h["train_loss"] for h in history if "train_loss" in h] or [h["loss"] for h in history if "loss" in h]
+    epoch = trainer_state.get("epoch")
+    return {
+        "global_step": trainer_state.get("global_step"),
+        "max_steps": trainer_state.get("max_steps"),
+        "epoch": None if epoch is None else _fmt(float(epoch)),
+        "loss": _fmt(float(losses[-1])) if losses else None,
+    }
+
+
 def render_model_card(
     config: Any,
     repo_id: str,
@@ -387,23 +540,42 @@ def render_model_card(
     eval_summaries: Iterable[str | os.PathLike | Mapping] | None = None,
     license: str = "apache-2.0",
     stages: str | None = None,
+    training_stages: Iterable[Mapping] | None = None,
+    trainer_state: Mapping | None = None,
+    config_class: type | None = None,
     snippet_max_new_tokens: int = 1024,
 ) -> str:
     """Render README.md for a thinker4d checkpoint from `model_cards/model_card.md.jinja`.
 
+    The card states only what it is given: the training stages it lists are `training_stages` (what the folder
+    records, see [`read_training_record`]); a `stages` text is shown as the uploader's description, never as a
+    record.
+
     Args:
         config (`PretrainedConfig` or `dict`): the model config (latent fields, model_type).
         repo_id (`str`): Hub id (or local path) used in the usage snippet.
-        base_model (`str`, *optional*): Hub id of the model the checkpoint was trained from.
+        base_model (`str`, *optional*): Hub id of the model the checkpoint was trained from; by default the Hub id the
+            first recorded stage started from, if any.
         datasets (`list[str]`, *optional*): Hub ids of the training datasets.
         training_args (*optional*): TrainingArguments-like object, dict, or JSON/YAML path (see
-            [`training_hyperparameters`]).
+            [`training_hyperparameters`]); `config_class` is its trainer config class when it is a dict or a path.
         eval_summaries (*optional*): evaluation summary JSON paths or dicts, one table each.
-        license (`str`, defaults to `"apache-2.0"`), stages (`str`, *optional*): e.g. `"DIFT then 4DRL"`.
+        license (`str`, defaults to `"apache-2.0"`).
+        stages (`str`, *optional*): the uploader's description of the training, e.g. `"DIFT then 4DRL"`.
+        training_stages (`list[dict]`, *optional*): recorded stage records (`stage`, `trainer`, `global_step`,
+            `max_steps`, `train_rows`, `started_from`), oldest first.
+        trainer_state (`dict`, *optional*): the folder's `trainer_state.json`.
     """
     config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     backbone = _BACKBONE_OF.get(config.get("model_type"), "qwen2_5_vl")
     datasets = list(datasets or [])
+    training_stages = list(training_stages or [])
+    if base_model is None and training_stages:
+        from .datasets_io import is_hub_id
+
+        first = training_stages[0].get("started_from")
+        base_model = first if first and is_hub_id(first) else None
+    stage_names = list(dict.fromkeys(r["stage"] for r in training_stages))
     metadata = ModelCardData(
         license=license,
         base_model=base_model,
@@ -424,7 +596,12 @@ def render_model_card(
         latent_size=config.get("latent_size"),
         imagery_pooling=config.get("imagery_pooling", "raster"),
         stages=stages,
-        hyperparameters=training_hyperparameters(training_args),
+        recorded_stages=_stage_rows(training_stages),
+        stage_rows=[(r["stage"], r["train_rows"]) for r in training_stages if r.get("train_rows") is not None],
+        stage_descriptions=[(n, STAGE_DESCRIPTIONS[n]) for n in stage_names if n in STAGE_DESCRIPTIONS],
+        trained=_state_summary(trainer_state),
+        last_stage=training_stages[-1]["stage"] if training_stages else None,
+        hyperparameters=training_hyperparameters(training_args, config_class),
         evaluations=[load_eval_summary(s) for s in (eval_summaries or [])],
         snippet=usage_snippet(repo_id, snippet_max_new_tokens),
         thinker4d_version=_version(),
@@ -476,8 +653,9 @@ def save_for_hub(
         output_dir (`str` or `os.PathLike`): where to write.
         repo_id (`str`, *optional*): Hub id used in the card and snippets; defaults to `output_dir`.
         custom_generate (`bool`, defaults to `True`), card (`bool`, defaults to `True`): what to add.
-        card_kwargs: `base_model`, `datasets`, `training_args`, `eval_summaries`, `license`, `stages`
-            (see [`render_model_card`]).
+        card_kwargs: `base_model`, `datasets`, `training_args`, `eval_summaries`, `license`, `stages`,
+            `training_stages`, `trainer_state` (see [`render_model_card`]). A model in memory records no stages:
+            pass `training_stages=read_training_record(folder)["stages"]` for one saved by a thinker4d trainer.
 
     Returns:
         `Path` of the folder.
@@ -504,8 +682,10 @@ def stage_model_checkpoint(
     """Write the folder `thinker4d push` uploads for a training checkpoint: weights, config, processor files, remote
     code, `custom_generate/` and the card. Optimizer/RNG state, pickles and stale `.py` files are left out.
 
-    Hyper-parameters come from `training_args` when given, else from `training_args.json` / `trainer_config.json` in the
-    checkpoint. Other keyword arguments go to [`finalize_model_folder`].
+    The card is built from what the checkpoint records ([`read_training_record`]): the stages of
+    `training_stages.json`, the steps and loss of `trainer_state.json`, and the hyper-parameters of `training_args`
+    when given, else of `training_args.json` / `trainer_config.json` / `training_args.bin` in the checkpoint. Other
+    keyword arguments go to [`finalize_model_folder`].
     """
     from transformers import AutoTokenizer
 
@@ -522,9 +702,12 @@ def stage_model_checkpoint(
     files = sorted(p for p in checkpoint.iterdir() if p.is_file() and _CHECKPOINT_FILES.match(p.name))
     if not any(p.name.endswith(".safetensors") for p in files):
         raise FileNotFoundError(f"{checkpoint} has no *.safetensors weights; save the model with save_pretrained().")
+    record = read_training_record(checkpoint, need_args=kwargs.get("training_args") is None)
     if kwargs.get("training_args") is None:
-        found = [checkpoint / name for name in _TRAINING_ARGS_FILES if (checkpoint / name).is_file()]
-        kwargs["training_args"] = found[0] if found else None
+        kwargs["training_args"] = record["training_args"]
+        kwargs.setdefault("config_class", record["config_class"])
+    kwargs.setdefault("training_stages", record["stages"])
+    kwargs.setdefault("trainer_state", record["trainer_state"])
     output_dir.mkdir(parents=True, exist_ok=True)
     for path in files:
         shutil.copyfile(path, output_dir / path.name)
@@ -533,13 +716,6 @@ def stage_model_checkpoint(
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Datasets
-
-
-def _split_of(relative: Path) -> str:
-    for part in [*relative.parts[:-1], relative.name.split("-")[0].split(".")[0]]:
-        if part in ("train", "validation", "test"):
-            return part
-    return "train"
 
 
 def _size_category(n: int) -> str:
@@ -559,38 +735,73 @@ def _rejection_rows(rejected: Any) -> list[tuple[str, str, Any]]:
     return rows
 
 
+def _finished_data_files(source: Path) -> dict[str, list[Path]]:
+    """`{split: [file, ...]}` that `datasets.load_dataset(source)` reads: the `configs` of the folder's README.md when it
+    has them, else the `datasets` default patterns (which skip hidden folders such as a synthesis' `.work/`)."""
+    import datasets as hf_datasets
+
+    with tempfile.TemporaryDirectory(prefix="thinker4d-resolve-") as cache_dir:
+        builder = hf_datasets.load_dataset_builder(str(source), cache_dir=cache_dir)
+    data_files = builder.config.data_files or {}
+    resolved = {str(split): [Path(f) for f in files] for split, files in data_files.items()}
+    others = sorted(str(f) for files in resolved.values() for f in files if f.suffix != ".parquet")
+    if others:
+        raise ValueError(
+            f"{source} holds data files that are not parquet ({', '.join(others[:3])}); thinker4d push copies "
+            "parquet shards only. Write the dataset with Dataset.to_parquet() or save_to_disk() first."
+        )
+    return resolved
+
+
 def stage_dataset(
     source: str | os.PathLike,
     output_dir: str | os.PathLike,
     repo_id: str,
     *,
     stats: str | os.PathLike | Mapping | None = None,
-    license: str = "other",
+    license: str | None = None,
     pretty_name: str | None = None,
     description: str | None = None,
 ) -> Path:
     """Write the folder `thinker4d push --dataset` uploads: parquet shards under `data/` and a dataset card.
 
     Args:
-        source: a folder of parquet shards (split from the file or folder name: `train`, `validation`, `test`;
-            anything else is `train`) or a `Dataset.save_to_disk` / `DatasetDict.save_to_disk` folder.
+        source: a dataset folder `datasets.load_dataset` reads (a `thinker4d synthesize` output, or parquet shards whose
+            split `datasets` takes from a `train` / `validation` / `test` folder or file name, anything else `train`),
+            or a `Dataset.save_to_disk` / `DatasetDict.save_to_disk` folder. The staged rows are exactly those
+            `load_dataset(source)` returns: a synthesis' per-clip work files (`.work/`) are never staged, and a
+            synthesis without its `COMPLETE` marker is refused.
         output_dir: where to write.
         repo_id: the dataset's Hub id (card title, `configs` metadata).
         stats: synthesis statistics, a dict or JSON path; by default `synthesis_stats.json` in `source` when present.
             Keys read: `candidates`, `kept`, `rejected` (`{stage: {reason: count}}` or `{reason: count}`), `pipeline`
             (`{step: description}`), `sources` (`[{"name", "license", "url"}]`).
-        license: license id for the card metadata (the sources' licenses are listed too).
+        license: license id for the card metadata; by default the sources' license (their list when they differ,
+            `unknown` when none is recorded).
     """
     import datasets as hf_datasets
     import pyarrow.parquet as pq
 
+    from .data.writer import COMPLETE, WORK, sources_license
+
     source, output_dir = Path(source), Path(output_dir)
     if not source.is_dir():
         raise FileNotFoundError(f"Dataset folder {source} does not exist.")
+    if (source / WORK).is_dir() and not (source / COMPLETE).is_file():
+        raise RuntimeError(
+            f"{source} is an unfinished thinker4d synthesis ({WORK}/ is there but no {COMPLETE} marker): finish it "
+            f"with `thinker4d synthesize --output {source} --resume` and the same settings, then push again."
+        )
+    is_saved = (source / "dataset_dict.json").is_file() or (source / "state.json").is_file()
+    if not is_saved and not any(p.is_file() for p in source.rglob("*.parquet")):
+        raise FileNotFoundError(
+            f"{source} holds no *.parquet shards and is not a save_to_disk folder; write the dataset with "
+            "Dataset.to_parquet() or save_to_disk() first."
+        )
     data_dir = output_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     shards: dict[str, list[Path]] = {}
-    if (source / "dataset_dict.json").is_file() or (source / "state.json").is_file():
+    if is_saved:
         loaded = hf_datasets.load_from_disk(str(source))
         splits = loaded if isinstance(loaded, hf_datasets.DatasetDict) else {"train": loaded}
         for split, ds in splits.items():
@@ -598,16 +809,7 @@ def stage_dataset(
             ds.to_parquet(str(dest))
             shards[split] = [dest]
     else:
-        found = sorted(p for p in source.rglob("*.parquet") if p.is_file())
-        if not found:
-            raise FileNotFoundError(
-                f"{source} holds no *.parquet shards and is not a save_to_disk folder; write the dataset with "
-                "Dataset.to_parquet() or save_to_disk() first."
-            )
-        by_split: dict[str, list[Path]] = {}
-        for path in found:
-            by_split.setdefault(_split_of(path.relative_to(source)), []).append(path)
-        for split, paths in by_split.items():
+        for split, paths in _finished_data_files(source).items():
             for i, path in enumerate(paths):
                 dest = data_dir / f"{split}-{i:05d}-of-{len(paths):05d}.parquet"
                 shutil.copyfile(path, dest)
@@ -632,6 +834,14 @@ def stage_dataset(
                     label_sources.update(table.column("label_source").to_pylist())
         split_counts.append((split, n))
     total = sum(n for _, n in split_counts)
+    if (source / COMPLETE).is_file():
+        recorded = json.loads((source / COMPLETE).read_text()).get("rows")
+        if isinstance(recorded, int) and recorded != total:
+            raise RuntimeError(
+                f"{source}/{COMPLETE} records {recorded} rows but its data files hold {total}: the folder was changed "
+                f"after the synthesis finished. Rerun `thinker4d synthesize --output {source} --resume` (same settings) "
+                "to rewrite data/, then push again."
+            )
 
     if stats is None and (source / "synthesis_stats.json").is_file():
         stats = source / "synthesis_stats.json"
@@ -642,6 +852,9 @@ def stage_dataset(
     rate = None
     if isinstance(candidates, int) and isinstance(kept, int) and candidates > 0:
         rate = f"{100 * (candidates - kept) / candidates:.1f}%"
+    sources = [{"name": "", "license": "", "url": "", **s} for s in stats.get("sources") or []]
+    if license is None:
+        license = sources_license(sources) or "unknown"
     metadata = DatasetCardData(
         license=license,
         pretty_name=pretty_name or repo_id.split("/")[-1],
@@ -669,8 +882,8 @@ def stage_dataset(
         rejection_rate=rate,
         kept=kept,
         candidates=candidates,
-        sources=[{"name": "", "license": "", "url": "", **s} for s in stats.get("sources") or []],
-        license=license,
+        sources=sources,
+        license=license if isinstance(license, str) else ", ".join(license),
         thinker4d_version=_version(),
     )
     (output_dir / "README.md").write_text(re.sub(r"\n{3,}", "\n\n", text))
@@ -746,8 +959,10 @@ __all__ = [
     "find_secrets",
     "finalize_model_folder",
     "load_eval_summary",
+    "load_training_args_bin",
     "pick_attn_implementation",
     "push_folder",
+    "read_training_record",
     "register_auto_classes",
     "render_model_card",
     "save_for_hub",

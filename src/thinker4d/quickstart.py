@@ -31,8 +31,8 @@ from the paper, and why:
    `--num-kv-heads`, `--warmup-steps` and `--option-orders` are knobs for experiments on this bottleneck.
 
 Every stage writes its results under the output folder and a `DONE.json` marker last; a rerun (for instance after
-Ctrl-C) reuses finished stages and resumes unfinished ones (synthesis per clip, training from the last checkpoint,
-evaluation per question). While it runs, `datasets_cache/` in the output folder holds the datasets cache of the
+Ctrl-C) reuses finished stages, which keep the times recorded when they ran, and resumes unfinished ones (synthesis per
+clip, training from the last checkpoint, evaluation per question). While it runs, `datasets_cache/` in the output folder holds the datasets cache of the
 training data (its Arrow copy and pre-encoded rows); the folder is removed when the run finishes.
 """
 
@@ -175,6 +175,10 @@ class Stage:
         tmp.write_text(json.dumps(info, indent=2, default=str))
         os.replace(tmp, self.marker)
         return info
+
+    def record_seconds(self, seconds: float) -> None:
+        """Add the stage's wall time (`seconds`) to its finished marker, so a rerun that reuses it reports it."""
+        self.finish(**{**self.info(), "seconds": seconds})
 
 
 def _settings_guard(root: Path, cfg: QuickstartConfig) -> None:
@@ -847,12 +851,21 @@ def run_quickstart(
     root = Path(output_dir)
     _settings_guard(root, cfg)
     torch.manual_seed(cfg.seed)
-    timings: dict[str, float] = {}
+    timings: dict[str, float | None] = {}
+    reused: list[str] = []
 
     def timed(name, fn, *a):
+        # A reused stage keeps the time recorded when it ran (None for a marker written without one).
+        stage = Stage(root, name)
+        if stage.done:
+            out = fn(*a)
+            timings[name] = stage.info().get("seconds")
+            reused.append(name)
+            return out
         t0 = time.time()
         out = fn(*a)
         timings[name] = round(time.time() - t0, 1)
+        stage.record_seconds(timings[name])
         return out
 
     data_dir = timed("data", stage_data, root, cfg)
@@ -894,6 +907,7 @@ def run_quickstart(
     summary["eval_errors"] = {n: s.get("errors", 0) for n, s in summaries.items()}
     summary["answer_text_accuracy"] = named
     summary["timings_s"] = timings
+    summary["reused_stages"] = reused
     tmp = root / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2))
     os.replace(tmp, root / "summary.json")

@@ -37,15 +37,28 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None, help="branch to push to (created when missing; default main)")
     p.add_argument("--dry-run", metavar="DIR", default=None, help="write the folder that would be uploaded, no upload")
     p.add_argument("--commit-message", default=None)
-    p.add_argument("--license", default=None, help="license id (default apache-2.0 for models, other for datasets)")
+    p.add_argument(
+        "--license",
+        default=None,
+        help="license id (default apache-2.0 for models; for datasets the license their sources record, else unknown)",
+    )
     model = p.add_argument_group("model card")
     model.add_argument(
         "--eval-summary", nargs="+", default=[], metavar="JSON", help="summary JSON(s) of thinker4d eval"
     )
-    model.add_argument("--training-args", default=None, help="trainer config JSON/YAML (default: from the checkpoint)")
+    model.add_argument(
+        "--training-args",
+        default=None,
+        help="trainer config JSON/YAML (default: training_args.json, else training_args.bin, in the checkpoint)",
+    )
     model.add_argument("--base-model", default=None, help="Hub id of the model the checkpoint was trained from")
     model.add_argument("--datasets", nargs="+", default=[], metavar="ID", help="Hub ids of the training datasets")
-    model.add_argument("--stages", default=None, help='training stages for the card, e.g. "DIFT then 4DRL"')
+    model.add_argument(
+        "--stages",
+        default=None,
+        help='your description of the training, e.g. "DIFT then 4DRL"; the card shows it as yours, beside the stages '
+        "the checkpoint records (training_stages.json)",
+    )
     model.add_argument("--no-custom-generate", action="store_true", help="leave out the custom_generate/ folder")
     data = p.add_argument_group("dataset card")
     data.add_argument("--stats", default=None, help="synthesis stats JSON (default: <path>/synthesis_stats.json)")
@@ -62,7 +75,7 @@ def _stage(args, folder: Path) -> None:
             folder,
             args.repo_id,
             stats=args.stats,
-            license=args.license or "other",
+            license=args.license,
             pretty_name=args.pretty_name,
         )
     else:

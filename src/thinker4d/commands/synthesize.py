@@ -50,7 +50,9 @@ def _sub_parser(name: str) -> argparse.ArgumentParser:
         p.add_argument("dataset", help="complete synthesis folder")
         p.add_argument("--repo-id", required=True)
         p.add_argument("--private", action="store_true")
-        p.add_argument("--license", default="other")
+        p.add_argument(
+            "--license", default=None, help="license id for the card (default: the license the sources record)"
+        )
     return p
 
 

@@ -239,6 +239,13 @@ def is_complete(output_dir) -> bool:
     return (Path(output_dir) / COMPLETE).is_file()
 
 
+def sources_license(sources) -> str | list[str] | None:
+    """The license a dataset's sources give it (`[{"name", "license", "url"}, ...]`): their one license, the sorted list
+    when they differ, `None` when no source records one."""
+    found = sorted({str(s["license"]) for s in sources or [] if isinstance(s, dict) and s.get("license")})
+    return None if not found else found[0] if len(found) == 1 else found
+
+
 def render_card(stats: dict, table) -> str:
     """The dataset card: Hub metadata, schema, per-task and per-label-source counts, rejections by reason, pipeline,
     teacher, segmenter."""
@@ -257,8 +264,14 @@ def render_card(stats: dict, table) -> str:
         "meta": "JSON provenance: teacher, segmenter, landmark, key frames, label",
     }
     feats = features()
+    license = sources_license(stats.get("sources"))
+    if isinstance(license, list):
+        license_yaml = ["license:", *(f"- {json.dumps(x)}" for x in license)]
+    else:
+        license_yaml = [f"license: {json.dumps(license or 'unknown')}"]
     lines = [
         "---",
+        *license_yaml,
         "configs:",
         "- config_name: default",
         "  data_files:",
@@ -309,8 +322,9 @@ def render_card(stats: dict, table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def push_dataset(output_dir, repo_id: str, private: bool | None = None, license: str = "other", api=None):
-    """Push a finished synthesis folder to the Hub as a dataset (`thinker4d.hub.stage_dataset` + `push_folder`).
+def push_dataset(output_dir, repo_id: str, private: bool | None = None, license: str | None = None, api=None):
+    """Push a finished synthesis folder to the Hub as a dataset (`thinker4d.hub.stage_dataset` + `push_folder`): the rows
+    `datasets.load_dataset(output_dir)` returns, and a card whose license is `license` or, by default, the sources'.
 
     Raises:
         RuntimeError: when the folder is not complete (no `COMPLETE` marker).
@@ -322,12 +336,11 @@ def push_dataset(output_dir, repo_id: str, private: bool | None = None, license:
     output_dir = Path(output_dir)
     if not is_complete(output_dir):
         raise RuntimeError(
-            f"{output_dir} is not a finished synthesis (no {COMPLETE} marker); run with --resume first."
+            f"{output_dir} is not a finished synthesis (no {COMPLETE} marker); finish it with "
+            f"`thinker4d synthesize --output {output_dir} --resume` and the same settings first."
         )
     with tempfile.TemporaryDirectory(prefix="thinker4d-synth-push-") as staging:
-        stage_dataset(
-            output_dir / "data", staging, repo_id, stats=output_dir / "synthesis_stats.json", license=license
-        )
+        stage_dataset(output_dir, staging, repo_id, license=license)
         return push_folder(staging, repo_id, repo_type="dataset", private=private, api=api)
 
 

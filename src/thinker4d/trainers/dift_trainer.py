@@ -29,6 +29,7 @@ from ..models import THINKER4D_CLASSES, check_latent_tokens, from_base
 from .checkpointing import load_thinker4d_checkpoint
 from .dift_collator import IMAGERY_MARKER, DIFTDataCollator, InvalidRowError, load_image, row_problem
 from .dift_config import DIFTConfig
+from .records import write_training_record
 
 
 logger = logging.getLogger(__name__)
@@ -170,8 +171,10 @@ def cache_imagery_targets(dataset, model, processor, batch_size: int = 8, imager
 class DIFTTrainer(Trainer):
     r"""Trainer for Dynamic-Imagery Fine-Tuning (DIFT), in the style of trl's `SFTTrainer`.
 
-    Overrides `compute_loss` (`ce_weight * CE + imagery_weight * mean(1 - cos(h[p-1], z[p]))`) and `log` (adds
-    `ce_loss`, `imagery_loss`, `imagery_cos`); everything else is the stock [`~transformers.Trainer`].
+    Overrides `compute_loss` (`ce_weight * CE + imagery_weight * mean(1 - cos(h[p-1], z[p]))`), `log` (adds
+    `ce_loss`, `imagery_loss`, `imagery_cos`), `_load_from_checkpoint` (thinker4d key mapping on resume) and `_save`
+    (also writes `training_args.json`, `trainer_state.json` and `training_stages.json`, see
+    `thinker4d.trainers.records`); everything else is the stock [`~transformers.Trainer`].
 
     Args:
         model (`str` or `PreTrainedModel`):
@@ -407,6 +410,13 @@ class DIFTTrainer(Trainer):
         if load_thinker4d_checkpoint(self, resume_from_checkpoint, model):
             return
         super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        # Overwritten -- also record the training arguments, the trainer state and the stages that led to these
+        # weights as JSON (trainers/records.py), so a model card can say how the folder was made.
+        super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:
+            write_training_record(self, output_dir or self.args.output_dir, _unwrap(self.model))
 
     # ---------------------------------------------------------------- loss and logging
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

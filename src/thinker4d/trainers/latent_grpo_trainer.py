@@ -42,6 +42,7 @@ from thinker4d.rewards import DEFAULT_REWARD_WEIGHTS, accuracy_reward, format_re
 
 from .checkpointing import load_thinker4d_checkpoint
 from .latent_grpo_config import LatentGRPOConfig
+from .records import write_training_record
 
 
 logger = logging.getLogger(__name__)
@@ -283,6 +284,8 @@ class LatentGRPOTrainer(GRPOTrainer):
     - `_get_per_token_logps_and_entropies`: [`latent_per_token_logps`] with the batch's latents and video.
     - `_compute_loss`: exposes the micro-batch's latents and video to the log-prob recompute, then `super()`.
     - `_load_from_checkpoint`: loads thinker4d checkpoints through `from_pretrained`'s key mapping on resume.
+    - `_save`: also writes `training_args.json`, `trainer_state.json` and `training_stages.json`
+      (`thinker4d.trainers.records`), so a model card can say how the folder was made.
 
     Args:
         model (`str` or `PreTrainedModel`): a thinker4d checkpoint path / Hub id, or a model from `thinker4d.from_base`.
@@ -618,6 +621,13 @@ class LatentGRPOTrainer(GRPOTrainer):
         # Overwritten -- the stock loader matches none of the legacy Qwen-VL keys and silently keeps the initial weights
         if not load_thinker4d_checkpoint(self, resume_from_checkpoint, model):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        # Overwritten -- also record the training arguments, the trainer state and the stages that led to these
+        # weights as JSON, so a model card can say how the folder was made.
+        super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:
+            write_training_record(self, output_dir or self.args.output_dir, _latent_core(self.model))
 
 
 __all__ = ["LatentGRPOTrainer", "check_rl_row", "latent_per_token_logps", "sampling_logps"]
