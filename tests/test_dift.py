@@ -11,6 +11,7 @@ from PIL import Image
 import thinker4d
 from thinker4d.tiny import build_tiny_model, build_tiny_processor
 from thinker4d.trainers import DIFTConfig, DIFTDataCollator, DIFTTrainer, InvalidRowError
+from thinker4d.trainers.dift_trainer import causal_ce
 
 
 datasets = pytest.importorskip("datasets")
@@ -488,6 +489,132 @@ def test_model_from_path_and_default_args(tmp_path, monkeypatch):
         == trainer.model.config.latent_pad_id
     )
     assert not any(p.requires_grad for p in trainer.model.model.visual.parameters())
+
+
+# ------------------------------------------------------------------------------------------------ Trainer arguments
+
+
+def test_compute_metrics_and_preprocess_logits_at_evaluate(tmp_path):
+    """Trainer's metric hooks: predictions are the model's logits, the metric is logged with the eval_ prefix."""
+    model, processor = tiny("qwen2_5_vl")
+    # a row without imagery next to rows with it: the predictions keep one shape across eval batches
+    eval_rows = datasets.Dataset.from_list([make_row(0, 1), make_row(1, 0), make_row(2, 2)])
+    seen = {}
+
+    def preprocess_logits_for_metrics(logits, labels):
+        seen.setdefault("logits", []).append(tuple(logits.shape))
+        return logits.argmax(-1)
+
+    def compute_metrics(pred):
+        preds, labels = pred.predictions[:, :-1], pred.label_ids[:, 1:]
+        mask = labels != -100
+        seen["label_tokens"] = int(mask.sum())
+        return {"token_accuracy": float((preds[mask] == labels[mask]).mean())}
+
+    trainer = DIFTTrainer(
+        model=model,
+        args=make_args(tmp_path, per_device_eval_batch_size=1),
+        train_dataset=make_dataset(n=2),
+        eval_dataset=eval_rows,
+        processing_class=processor,
+        compute_metrics=compute_metrics,
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
+    )
+    metrics = trainer.evaluate()
+    vocab = model.config.text_config.vocab_size
+    assert len(seen["logits"]) == 3 and all(shape[0] == 1 and shape[-1] == vocab for shape in seen["logits"])
+    labels = [trainer.data_collator([row])["labels"] for row in eval_rows]
+    assert seen["label_tokens"] == sum(int((lab[:, 1:] != -100).sum()) for lab in labels)
+    assert 0.0 <= metrics["eval_token_accuracy"] <= 1.0
+    assert trainer.state.log_history[-1]["eval_token_accuracy"] == metrics["eval_token_accuracy"]
+    assert "eval_imagery_loss" in metrics  # DIFT's own terms are still logged
+
+
+def test_optimizer_cls_and_kwargs_is_used(tmp_path):
+    model, processor = tiny("qwen2_5_vl")
+    trainer = DIFTTrainer(
+        model=model,
+        args=make_args(tmp_path, max_steps=1),
+        train_dataset=make_dataset(n=2),
+        processing_class=processor,
+        optimizer_cls_and_kwargs=(torch.optim.SGD, {"lr": 0.5, "momentum": 0.9}),
+    )
+    before = trainer.model.lm_head.weight.detach().clone()
+    trainer.train()
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate's wrapper
+    assert type(optimizer) is torch.optim.SGD and optimizer.defaults["momentum"] == 0.9
+    assert "momentum_buffer" in optimizer.state[trainer.model.lm_head.weight]
+    assert not torch.equal(before, trainer.model.lm_head.weight)
+
+
+def test_compute_loss_func_replaces_the_text_term(tmp_path):
+    """`compute_loss_func(outputs, labels, num_items_in_batch)` replaces the CE term; the imagery term stays."""
+    model, processor = tiny("qwen2_5_vl")
+    rows = [make_row(0, n_imagery=1), make_row(1, n_imagery=2)]
+    calls = []
+
+    def text_loss(outputs, labels, num_items_in_batch=None):
+        calls.append(int(num_items_in_batch))
+        return 2.0 * causal_ce(outputs.logits, labels) + 1.0
+
+    args = make_args(tmp_path, ce_weight=0.3, imagery_weight=0.7)
+    plain = DIFTTrainer(model=model, args=args, train_dataset=make_dataset(n=2), processing_class=processor)
+    custom = DIFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=make_dataset(n=2),
+        processing_class=processor,
+        compute_loss_func=text_loss,
+    )
+    batch = plain.data_collator(rows)
+    model.eval()
+    with torch.no_grad():
+        base = float(plain.compute_loss(model, dict(batch)))
+        loss = float(custom.compute_loss(model, dict(batch)))
+    ce, img = plain._metrics["eval"]["ce_loss"][-1], plain._metrics["eval"]["imagery_loss"][-1]
+    assert calls == [int((batch["labels"][:, 1:] != -100).sum())]  # the micro-batch's label tokens
+    assert abs(base - (0.3 * ce + 0.7 * img)) < 1e-5
+    assert abs(loss - (0.3 * (2.0 * ce + 1.0) + 0.7 * img)) < 1e-5
+    assert abs(custom._metrics["eval"]["ce_loss"][-1] - (2.0 * ce + 1.0)) < 1e-5
+
+
+def test_model_init_builds_a_converted_model_per_train(tmp_path):
+    processor = build_tiny_processor("qwen2_5_vl")
+    built = []
+
+    def model_init():
+        built.append(build_tiny_model("qwen2_5_vl", processor))  # a stock model: converted by the trainer
+        return built[-1]
+
+    trainer = DIFTTrainer(
+        model_init=model_init,
+        args=make_args(tmp_path, max_steps=1),
+        train_dataset=make_dataset(n=2),
+        processing_class=processor,
+    )
+    assert len(built) == 1 and type(trainer.model).__name__ == "Thinker4DQwen2_5_VLForConditionalGeneration"
+    first = trainer.model
+    trainer.train()
+    assert len(built) == 2 and trainer.model is not first  # Trainer calls model_init again at train()
+    assert not any(p.requires_grad for p in trainer.model.model.visual.parameters())
+    assert logged(trainer, "imagery_loss")
+    # every model gets the latent rows from_base gives a fresh conversion: the mean of the old vocabulary's rows
+    fresh = trainer.call_model_init()
+    config, weight = fresh.config, fresh.get_input_embeddings().weight.detach()
+    n_old = min(config.latent_start_id, config.latent_pad_id, config.latent_end_id)
+    torch.testing.assert_close(weight[config.latent_start_id], weight[:n_old].mean(0))
+
+
+def test_model_and_model_init_errors(tmp_path):
+    model, processor = tiny("qwen2_5_vl")
+    with pytest.raises(ValueError, match=r"Pass either `model` or `model_init`"):
+        DIFTTrainer(model=model, model_init=lambda: model, args=make_args(tmp_path), processing_class=processor)
+    with pytest.raises(ValueError, match=r"Pass either `model` or `model_init`"):
+        DIFTTrainer(args=make_args(tmp_path), processing_class=processor)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"pass `optimizer_cls_and_kwargs=\(cls, kwargs\)` instead"):
+        DIFTTrainer(model_init=lambda: model, args=make_args(tmp_path), processing_class=processor,
+                    optimizers=(optimizer, None))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ paper JSONL

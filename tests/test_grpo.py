@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from PIL import Image
 from transformers import LogitsProcessorList
 
 import thinker4d
@@ -127,6 +128,86 @@ def test_default_rewards_and_weights(tmp_path):
                                 processing_class=processor)  # fmt: skip
     assert trainer.reward_func_names == ["accuracy_reward", "format_reward"]
     assert trainer.reward_weights.tolist() == pytest.approx([1.0, 0.2])
+
+
+class RecordingReward:
+    """A length reward that keeps what trl passed it (prompts, completions, the image columns)."""
+
+    __name__ = "recording_reward"
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, prompts, completions, **kwargs):
+        self.calls.append({"prompts": prompts, "completions": completions, **kwargs})
+        return length_reward(completions)
+
+
+def on_policy_args(tmp_path, **kw):
+    # steps_per_generation=2 with no accumulation makes trl compute old-policy log-probs at rollout time, and
+    # record_sampling_logps logs their distance to the sampling distribution: a recompute that misses any of the
+    # rollout's inputs (latents, video, images) shows up there.
+    return make_args(tmp_path, max_steps=1, steps_per_generation=2, gradient_accumulation_steps=1,
+                     record_sampling_logps=True, **kw)  # fmt: skip
+
+
+def assert_trained_on_policy(trainer, before):
+    first = trainer.state.log_history[0]
+    assert "loss" in first and first["sampling/latent_logp_diff/max"] <= 1e-4, first
+    changed = [n for n, p in trainer.model.named_parameters() if p.requires_grad and not torch.equal(before[n], p)]
+    lm = [n for n in before if "language_model" in n]
+    assert lm and all(n in changed for n in lm), sorted(set(lm) - set(changed))[:5]
+
+
+def test_plain_text_prompts_train(tmp_path):
+    """trl's standard format: a string `prompt`, no chat template, string completions."""
+    model, processor = tiny("qwen2_5_vl")
+    reward = RecordingReward()
+    rows = [{"prompt": f"Question {i}: how far is the cube?"} for i in range(4)]
+    trainer = LatentGRPOTrainer(model, reward_funcs=[reward], args=on_policy_args(tmp_path, num_generations=2),
+                                train_dataset=Dataset.from_list(rows), processing_class=processor)  # fmt: skip
+    trainer.rollout_logits_processor = [BiasStart(trainer.latent_start_id)]
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    assert_trained_on_policy(trainer, before)
+    assert trainer.state.log_history[0]["imagery/blocks_mean"] > 0
+    call = reward.calls[0]
+    assert sorted(set(call["prompts"])) == [r["prompt"] for r in rows]
+    assert all(isinstance(c, str) for c in call["completions"])
+
+
+def test_image_prompts_train_next_to_video_rows(backbone, tmp_path):
+    """trl's VLM rows (conversational `prompt` + `image` / `images`) and thinker4d's video rows in one batch."""
+    model, processor = tiny(backbone)
+    rng = np.random.default_rng(1)
+    pics = [Image.fromarray((rng.random((56, 56, 3)) * 255).astype(np.uint8)) for _ in range(3)]
+    blank = {"prompt": None, "image": None, "images": None}
+    rows = [{**blank, **r} for r in make_rows(2)] + [
+        {"id": "one", "prompt": [{"role": "user", "content": "What is in the image?"}], "image": pics[0]},
+        {"id": "two", "prompt": [{"role": "user", "content": "Which image is brighter?"}], "images": pics[1:]},
+    ]
+    rows = [{**{"question": None, "options": None, "answer": None, "frames": None, "fps": None}, **blank, **r}
+            for r in rows]  # fmt: skip
+    reward = RecordingReward()
+    # 4 prompts x 2 completions: every row is in the one rollout
+    args = on_policy_args(tmp_path, num_generations=2)
+    trainer = LatentGRPOTrainer(model, reward_funcs=[reward], args=args, train_dataset=Dataset.from_list(rows),
+                                processing_class=processor)  # fmt: skip
+    trainer.rollout_logits_processor = [BiasStart(trainer.latent_start_id)]
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    trainer.train()
+    assert_trained_on_policy(trainer, before)
+
+    call = reward.calls[0]
+    by_id = {}
+    for i, rid in enumerate(call["id"]):
+        by_id[rid] = {k: call[k][i] for k in ("prompts", "image", "images")}
+    assert set(by_id) == {"clip0/camera_motion/0", "clip1/camera_motion/0", "one", "two"}
+    # rewards see trl's columns, and the prompts carry the images where trl puts them (before the text)
+    assert np.array_equal(np.asarray(by_id["one"]["image"]), np.asarray(pics[0])) and by_id["one"]["images"] is None
+    assert len(by_id["two"]["images"]) == 2 and by_id["clip0/camera_motion/0"]["image"] is None
+    assert [p["type"] for p in by_id["two"]["prompts"][0]["content"]] == ["image", "image", "text"]
+    assert [p["type"] for p in by_id["clip0/camera_motion/0"]["prompts"][0]["content"]] == ["video", "text"]
 
 
 # ---------------------------------------------------------------------------------------------- on-policy parity
@@ -255,6 +336,12 @@ def test_config_validation(tmp_path):
         ({"answer": "E"}, r"row 2 .*`answer` must be the correct option letter among 'ABCD'"),
         ({"frames": [], "video": None}, r"row 2 .*no video"),
         ({"Question": "x", "Correct": "A"}, r"row 2 .*looks like a DSR-Train row"),
+        (
+            {"image": "pic.png"},
+            r"row 2 .*a `question` row takes its visual input as a video .*conversational `prompt`",
+        ),
+        ({"question": None, "prompt": "2+2="}, r"row 2 .*a plain-text `prompt` cannot carry `frames`: multimodal"),
+        ({"question": None, "prompt": 3}, r"row 2 .*`prompt` must be a string or a conversation"),
     ],
 )
 def test_bad_rows_name_the_row(change, message):
@@ -263,6 +350,15 @@ def test_bad_rows_name_the_row(change, message):
     with pytest.raises(ValueError, match=message):
         for i, row in enumerate(rows):
             check_rl_row(row, i)
+
+
+def test_plain_text_and_chat_prompts_do_not_mix(tmp_path):
+    model, processor = tiny("qwen2_5_vl")
+    rows = [{**r, "prompt": None} for r in make_rows(2, frames=1)] + [{"prompt": "2+2="}]
+    with pytest.raises(ValueError, match=r"row 2 has a plain-text prompt but row 0 has a conversational one"):
+        LatentGRPOTrainer(
+            model, args=make_args(tmp_path), train_dataset=Dataset.from_list(rows), processing_class=processor
+        )
 
 
 def test_bad_dataset_row_fails_at_init(tmp_path):
@@ -275,15 +371,58 @@ def test_bad_dataset_row_fails_at_init(tmp_path):
         )
 
 
-def test_plain_grpo_config_is_rejected(tmp_path):
+def test_plain_grpo_config_is_converted(tmp_path, caplog):
+    """A trl `GRPOConfig` is accepted like SFTTrainer accepts `TrainingArguments`: converted, with a warning."""
     from trl import GRPOConfig
 
     model, processor = tiny("qwen2_5_vl")
-    with pytest.raises(TypeError, match="args must be a LatentGRPOConfig"):
+    grpo_args = GRPOConfig(
+        str(tmp_path), report_to="none", use_cpu=True, bf16=False, max_steps=1, per_device_train_batch_size=4,
+        num_generations=4, max_completion_length=6, steps_per_generation=2, learning_rate=1e-2, save_strategy="no",
+        logging_steps=1,
+    )  # fmt: skip
+    with caplog.at_level("WARNING", logger="thinker4d.trainers.latent_grpo_trainer"):
+        trainer = LatentGRPOTrainer(
+            model, args=grpo_args, train_dataset=Dataset.from_list(make_rows(4)), processing_class=processor
+        )
+    assert "converting it to a LatentGRPOConfig" in caplog.text
+    args = trainer.args
+    assert isinstance(args, LatentGRPOConfig) and args.mask_latent_delimiters is True
+    assert (args.num_generations, args.max_completion_length, args.learning_rate) == (4, 6, 1e-2)
+    assert (args.steps_per_generation, args.generation_batch_size) == (2, 8)
+    trainer.train()
+    assert "loss" in trainer.state.log_history[0]
+
+
+def test_num_beams_is_refused_also_in_a_converted_grpo_config(tmp_path):
+    """Beam search cannot carry latent blocks (the decoding loop is per row)."""
+    from trl import GRPOConfig
+
+    model, processor = tiny("qwen2_5_vl")
+    beams = GRPOConfig(str(tmp_path), report_to="none", use_cpu=True, bf16=False, generation_kwargs={"num_beams": 2})
+    with pytest.raises(ValueError, match=r"num_beams=2; .*Remove num_beams \(GRPO samples num_generations"):
+        LatentGRPOTrainer(model, args=beams, train_dataset=Dataset.from_list(make_rows(4)), processing_class=processor)
+
+
+def test_text_only_causal_lm_is_refused(tmp_path):
+    """A text-only causal LM has no latent imagery path: refused before trl builds anything, naming the way out."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from thinker4d.tiny import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    lm = Qwen2ForCausalLM(
+        Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                    num_attention_heads=2, num_key_value_heads=1)
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"Qwen2ForCausalLM is not a thinker4d latent model\. .*thinker4d\.from_base"
+                       r".*A text-only causal LM .* train it with `trl\.GRPOTrainer`"):  # fmt: skip
         LatentGRPOTrainer(
-            model,
-            args=GRPOConfig(str(tmp_path), report_to="none", use_cpu=True, bf16=False),
-            processing_class=processor,
+            lm,
+            reward_funcs=[length_reward],
+            args=make_args(tmp_path),
+            train_dataset=Dataset.from_list([{"prompt": "2+2="}] * 4),
+            processing_class=tokenizer,
         )
 
 

@@ -78,6 +78,12 @@ class DIFTConfig(TrainingArguments):
     imagery_max_pixels (`int`, *optional*):
         Same for overlay images.
 
+    > Parameters that control evaluation
+
+    prediction_loss_only (`bool`, *optional*):
+        Evaluate the loss and the logged loss terms only, without gathering logits. `None` means `True`, unless the
+        trainer is given `compute_metrics` (which needs the predictions), then `False`.
+
     Example:
 
     ```python
@@ -167,8 +173,12 @@ class DIFTConfig(TrainingArguments):
     remove_unused_columns: bool = field(
         default=False, metadata={"help": "Must stay False: the DIFT collator reads the raw dataset columns."}
     )
-    prediction_loss_only: bool = field(
-        default=True, metadata={"help": "Evaluation returns the loss only (logits of videos are large)."}
+    prediction_loss_only: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Evaluation returns the loss only (no logits are gathered). None means True unless the trainer "
+            "has a compute_metrics function."
+        },
     )
 
     def __post_init__(self):

@@ -4,8 +4,9 @@ teacher-forced with pooled overlay features and regressed with a cosine loss.
 Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's `CustomTrainerStage1`
 (docs/paper_differences.md, sections 1, 2, 4 and 5):
 
-1. A `transformers.Trainer` subclass that overrides `compute_loss` (the loss) and `log` (the extra metrics), nothing
-   else; the model's forward takes the latent arguments itself, so nothing is monkey-patched and ZeRO-3 works.
+1. A `transformers.Trainer` subclass that overrides `compute_loss` (the loss), `log` (the extra metrics) and the
+   checkpoint loader, and accepts Trainer's arguments (`compute_metrics`, `model_init`, ...); the model's forward
+   takes the latent arguments itself, so nothing is monkey-patched and ZeRO-3 works.
 2. No OOM / NaN guard: a failing batch raises instead of silently becoming a zero loss.
 3. The imagery targets can be pooled once and cached with the data set (`cache_imagery_targets`), so a step costs
    about what an SFT step costs; the paper ran the vision tower on every overlay at every step.
@@ -16,6 +17,7 @@ Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's `
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections import defaultdict
@@ -23,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedModel, Trainer
+from transformers import PreTrainedModel, Trainer, set_seed
 
 from ..models import THINKER4D_CLASSES, check_latent_tokens, from_base
 from .checkpointing import load_thinker4d_checkpoint
@@ -55,8 +57,6 @@ def with_latent_token_rows(peft_config, config):
     included: the slots' inputs are always overwritten by latent vectors. An untied output layer keeps its
     mean-initialised rows (PEFT trains token rows of embeddings only).
     """
-    import copy
-
     if not hasattr(peft_config, "trainable_token_indices") or peft_config.trainable_token_indices is not None:
         return peft_config
     peft_config = copy.deepcopy(peft_config)
@@ -171,20 +171,36 @@ def cache_imagery_targets(dataset, model, processor, batch_size: int = 8, imager
 class DIFTTrainer(Trainer):
     r"""Trainer for Dynamic-Imagery Fine-Tuning (DIFT), in the style of trl's `SFTTrainer`.
 
-    Overrides `compute_loss` (`ce_weight * CE + imagery_weight * mean(1 - cos(h[p-1], z[p]))`), `log` (adds
-    `ce_loss`, `imagery_loss`, `imagery_cos`), `_load_from_checkpoint` (thinker4d key mapping on resume) and `_save`
-    (also writes `training_args.json`, `trainer_state.json` and `training_stages.json`, see
-    `thinker4d.trainers.records`); everything else is the stock [`~transformers.Trainer`].
+    Overridden methods (everything else is the stock [`~transformers.Trainer`]):
+
+    - `compute_loss`: `ce_weight * CE + imagery_weight * mean(1 - cos(h[p-1], z[p]))`; with `return_outputs` the
+      outputs are the model's, less the two DIFT requests for itself (`last_hidden_state`, `latent_embeds`).
+    - `log`: adds `ce_loss`, `imagery_loss`, `imagery_cos`.
+    - `_load_from_checkpoint`: loads thinker4d checkpoints through `from_pretrained`'s key mapping on resume.
+    - `_save`: also writes `training_args.json`, `trainer_state.json` and `training_stages.json`
+      (`thinker4d.trainers.records`), so a model card can say how the folder was made.
 
     Args:
-        model (`str` or `PreTrainedModel`):
+        model (`str` or `PreTrainedModel`, *optional*):
             A Hub id / local folder or a model object. Stock Qwen2.5-VL / Qwen3-VL checkpoints are converted with
-            [`thinker4d.from_base`]; thinker4d checkpoints are used as they are.
+            [`thinker4d.from_base`]; thinker4d checkpoints are used as they are. Give it or `model_init`.
         args ([`DIFTConfig`], *optional*): defaults to `DIFTConfig(output_dir="<model name>-DIFT")`.
         data_collator (*optional*): defaults to a [`DIFTDataCollator`] built from `args`.
         train_dataset / eval_dataset (`datasets.Dataset`): rows in the 4D CoT schema (docs/dift.md), or in the paper's
             JSONL layout (`text_input`, `text_output`, `image_input`, `image_output`), converted on the fly.
         processing_class (`ProcessorMixin`, *optional*): loaded with `AutoProcessor` when omitted.
+        model_init (`Callable`, *optional*): as in `Trainer`, a function of no argument (or of the hyper-parameter
+            trial) returning a new model, called at construction and at every `train()`. Each model goes through the
+            same preparation as `model` (conversion with the processor as given, `peft_config`, frozen vision tower).
+            Incompatible with `optimizers`; use `optimizer_cls_and_kwargs`.
+        compute_loss_func (`Callable`, *optional*): replaces the text term: the loss is
+            `ce_weight * compute_loss_func(outputs, labels, num_items_in_batch=n) + imagery_weight * imagery`, with
+            `labels` unshifted (`-100` off the assistant tokens) and `n` the micro-batch's label tokens, so that a
+            loss summed and divided by `n` is a per-micro-batch mean like the other term. Logged as `ce_loss`.
+        compute_metrics, preprocess_logits_for_metrics (`Callable`, *optional*): as in `Trainer`; the predictions are
+            the model's logits. With `compute_metrics`, `args.prediction_loss_only=None` (the default) becomes
+            `False`.
+        callbacks, optimizers, optimizer_cls_and_kwargs: as in `Trainer`.
         peft_config (`peft.PeftConfig`, *optional*): wrap the model with PEFT (e.g. LoRA) before training. A LoRA config
             that leaves `trainable_token_indices` unset also trains the latent start/end embedding rows
             ([`with_latent_token_rows`]).
@@ -203,30 +219,48 @@ class DIFTTrainer(Trainer):
 
     def __init__(
         self,
-        model: str | PreTrainedModel,
+        model: str | PreTrainedModel | None = None,
         args: DIFTConfig | None = None,
         data_collator: Callable | None = None,
         train_dataset=None,
         eval_dataset=None,
         processing_class=None,
+        model_init: Callable[..., PreTrainedModel] | None = None,
+        compute_loss_func: Callable | None = None,
+        compute_metrics: Callable | None = None,
         callbacks=None,
         optimizers=(None, None),
+        optimizer_cls_and_kwargs=None,
+        preprocess_logits_for_metrics: Callable | None = None,
         peft_config=None,
     ):
+        if (model is None) == (model_init is None):
+            raise ValueError("Pass either `model` or `model_init` to DIFTTrainer (one of them, as with Trainer).")
+        if model_init is not None and optimizers != (None, None):
+            raise ValueError(
+                "`model_init` builds a new model at every train(), so an `optimizers` instance would hold the old "
+                "one's parameters; pass `optimizer_cls_and_kwargs=(cls, kwargs)` instead."
+            )
         if args is None:
-            name = model if isinstance(model, str) else getattr(model.config, "_name_or_path", "") or "model"
-            args = DIFTConfig(output_dir=f"{name.rstrip('/').split('/')[-1]}-DIFT")
+            name = model if isinstance(model, str) else getattr(getattr(model, "config", None), "_name_or_path", "")
+            args = DIFTConfig(output_dir=f"{(name or 'model').rstrip('/').split('/')[-1]}-DIFT")
         elif not isinstance(args, DIFTConfig):
             raise TypeError(f"args must be a DIFTConfig, got {type(args).__name__}; build one with DIFTConfig(...).")
 
-        model, processing_class = self._load_model(model, processing_class, args)
-        if peft_config is not None:
-            from peft import get_peft_model
+        if args.prediction_loss_only is None:  # compute_metrics needs the predictions
+            args.prediction_loss_only = compute_metrics is None
+        if model_init is not None:
+            set_seed(args.seed)  # as Trainer does before calling model_init
+            model = _call_model_init(model_init, None)
+            if processing_class is None:
+                from transformers import AutoProcessor
 
-            model = get_peft_model(model, with_latent_token_rows(peft_config, model.config))
-            if args.activation_checkpointing:
-                model.enable_input_require_grads()
-        freeze_vision_tower(model)
+                processing_class = AutoProcessor.from_pretrained(model.config._name_or_path)
+            # from_base mean-initialises the latent rows only when it adds the tokens, so every later model is
+            # converted with a copy of the processor as it was before.
+            source_processor = copy.deepcopy(processing_class)
+        model, processing_class = self._load_model(model, processing_class, args)
+        model = self._with_peft_and_frozen_tower(model, args, peft_config)
 
         config = _unwrap(model).config
         self.latent_pad_id = config.latent_pad_id
@@ -259,14 +293,37 @@ class DIFTTrainer(Trainer):
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=processing_class,
+            compute_loss_func=compute_loss_func,
+            compute_metrics=compute_metrics,
             callbacks=callbacks,
             optimizers=optimizers,
+            optimizer_cls_and_kwargs=optimizer_cls_and_kwargs,
+            preprocess_logits_for_metrics=preprocess_logits_for_metrics,
         )
+        if model_init is not None:
+            # Set after super(): Trainer would call it once more at construction for a model built above already.
+            def init_model(trial):
+                fresh, _ = self._load_model(_call_model_init(model_init, trial), copy.deepcopy(source_processor), args)
+                check_latent_tokens(self.processing_class.tokenizer, fresh.config)
+                return self._with_peft_and_frozen_tower(fresh, args, peft_config)
+
+            self.model_init = init_model
         # compute_loss returns per-micro-batch means; the Trainer divides by the accumulation steps.
         self.loss_is_scaled_for_ga = False
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
 
     # ---------------------------------------------------------------- setup
+    @staticmethod
+    def _with_peft_and_frozen_tower(model, args: DIFTConfig, peft_config):
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, with_latent_token_rows(peft_config, model.config))
+            if args.activation_checkpointing:
+                model.enable_input_require_grads()
+        freeze_vision_tower(model)
+        return model
+
     @staticmethod
     def _load_model(model, processor, args: DIFTConfig):
         kwargs = dict(args.model_init_kwargs or {})
@@ -430,7 +487,11 @@ class DIFTTrainer(Trainer):
             # the latent path (positions exactly as in generate) even for a batch without imagery
             inputs["latent_embeds"] = torch.zeros(0, self.hidden_size, device=inputs["input_ids"].device)
         outputs = model(**inputs, output_last_hidden_state=has_imagery, use_cache=False)
-        ce = causal_ce(outputs.logits, labels)
+        if self.compute_loss_func is not None:
+            # the user's text loss replaces the CE term, normalised like it: over this micro-batch's label tokens
+            ce = self.compute_loss_func(outputs, labels, num_items_in_batch=(labels[:, 1:] != -100).sum())
+        else:
+            ce = causal_ce(outputs.logits, labels)
         loss = self.args.ce_weight * ce
         metrics = {"ce_loss": ce.detach()}
         if has_imagery:
@@ -443,7 +504,12 @@ class DIFTTrainer(Trainer):
             self._metrics[mode][key].append(
                 self.accelerator.gather_for_metrics(value.reshape(1)).float().mean().item()
             )
-        return (loss, outputs) if return_outputs else loss
+        if not return_outputs:
+            return loss
+        # Predictions for compute_metrics: the outputs without the two DIFT asks for itself, whose shapes vary from
+        # batch to batch (`last_hidden_state` only with imagery; `latent_embeds` per slot, not per row).
+        extra = ("last_hidden_state", "latent_embeds")
+        return loss, type(outputs)(**{k: v for k, v in outputs.items() if k not in extra})
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         # Overwritten -- adds the averaged ce_loss / imagery_loss / imagery_cos since the last log (trl's SFTTrainer way)
@@ -457,6 +523,16 @@ class DIFTTrainer(Trainer):
         logs.update(metrics)
         super().log(logs, start_time)
         self._metrics[mode].clear()
+
+
+def _call_model_init(model_init, trial):
+    """`model_init()` or `model_init(trial)`, as `Trainer.call_model_init` calls it."""
+    from transformers.trainer_utils import number_of_arguments
+
+    model = model_init() if number_of_arguments(model_init) == 0 else model_init(trial)
+    if model is None:
+        raise RuntimeError("model_init returned None; it must return a model.")
+    return model
 
 
 _ENCODED_KEYS = (

@@ -28,9 +28,9 @@ from typing import Any
 
 import torch
 from accelerate.utils import gather
-from transformers import LogitsProcessorList, Trainer
+from transformers import LogitsProcessorList, Trainer, TrainingArguments
 from trl import GRPOTrainer
-from trl.data_utils import is_conversational
+from trl.data_utils import is_conversational, prepare_multimodal_messages
 from trl.extras.profiling import profiling_context
 from trl.kernels import ChunkedLogProbFunction
 from trl.models import unwrap_model_for_generation
@@ -49,7 +49,17 @@ logger = logging.getLogger(__name__)
 
 _MASKED_LOGIT = -1.0e4  # exp() underflows to exactly 0 in fp16/bf16/fp32, and it stays finite after / temperature
 _CHUNK_SIZE = 32768
-_ROW_KEYS = ("latents", "pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+# Per-row tensors a rollout keeps for the log-prob recomputes. The image ones are not named `pixel_values` /
+# `image_grid_thw`: trl's batch splitting would concatenate those lists, and its loss would pass them to the recompute.
+_ROW_KEYS = (
+    "latents",
+    "pixel_values_videos",
+    "video_grid_thw",
+    "second_per_grid_ts",
+    "images_pixel_values",
+    "images_grid_thw",
+)
+_IMAGE_COLUMNS = ("image", "images")
 
 
 # ----------------------------------------------------------------------------------------------------------- data
@@ -58,17 +68,44 @@ def _row_name(row: dict, index: int) -> str:
     return f"row {index}" + (f" (id={rid!r})" if rid is not None else "")
 
 
+def _row_images(row: dict) -> list | None:
+    """The row's images in trl's columns: `images` (a list) or `image` (one); `None` when it has none."""
+    if row.get("images") is not None:
+        return list(row["images"]) or None
+    if row.get("image") is not None:
+        return [row["image"]]
+    return None
+
+
 def check_rl_row(row: dict, index: int) -> None:
     """Raise a `ValueError` naming the row when it cannot become a 4DRL prompt.
 
-    A row is either in the docs/design.md schema (`question`, `options`, `answer`, and `frames` + `fps` or a `video`
-    path) or trl-style (`prompt`, conversational). DSR-Train rows go through
+    A row is either in the docs/design.md schema (`question`, `options`, `answer`, and `frames` + `fps` or a `video` path)
+    or trl-style: a `prompt` that is a plain string or conversational, with images in trl's `image` / `images`
+    columns (conversational prompts only, as in trl). DSR-Train rows go through
     [`thinker4d.data.dsr_train.convert_dsr_train`].
     """
     name = _row_name(row, index)
     if row.get("prompt") is not None and row.get("question") is None:
-        if not is_conversational({"prompt": row["prompt"]}):
-            raise ValueError(f"{name}: `prompt` must be conversational ([{{'role': 'user', 'content': ...}}]).")
+        prompt = row["prompt"]
+        if is_conversational({"prompt": prompt}):
+            return
+        if not isinstance(prompt, str):
+            raise ValueError(
+                f"{name}: `prompt` must be a string or a conversation ([{{'role': 'user', 'content': ...}}]), "
+                f"got {type(prompt).__name__}."
+            )
+        visual = [
+            c
+            for c in ("image", "images", "frames", "video")
+            if row.get(c) is not None and not (isinstance(row[c], (list, tuple, str)) and len(row[c]) == 0)
+        ]
+        if visual:
+            raise ValueError(
+                f"{name}: a plain-text `prompt` cannot carry `{visual[0]}`: multimodal rows need a conversational "
+                "prompt ([{'role': 'user', 'content': 'What is in the image?'}]); the trainer applies the chat "
+                "template and places the images and video."
+            )
         return
     if "Question" in row or "Correct" in row:
         raise ValueError(
@@ -91,16 +128,38 @@ def check_rl_row(row: dict, index: int) -> None:
     frames, video = row.get("frames"), row.get("video")
     if (frames is None or len(frames) == 0) and not video:
         raise ValueError(f"{name}: no video. Give `frames` (a list of images, with `fps`) or `video` (a file path).")
+    if _row_images(row):
+        raise ValueError(
+            f"{name}: a `question` row takes its visual input as a video (`frames` / `video`), not `image` / "
+            "`images`. For an image question, give the row a conversational `prompt` with the images, as in trl."
+        )
+
+
+def _prompt_kind(row: dict) -> str:
+    prompt = row.get("prompt") if row.get("question") is None else None
+    return "plain-text" if isinstance(prompt, str) else "conversational"
+
+
+def _check_prompt_kind(row: dict, index: int, kind: str) -> None:
+    """Raise when a row's prompt format differs from the others' (trl renders a batch one way, from its first row)."""
+    if _prompt_kind(row) != kind:
+        raise ValueError(
+            f"{_row_name(row, index)} has a {_prompt_kind(row)} prompt but row 0 has a {kind} one. Use one format for "
+            "every row: `question` rows and conversational `prompt`s are chat, a string `prompt` is plain text."
+        )
 
 
 def _check_dataset(dataset) -> None:
     if dataset is None or not hasattr(dataset, "column_names") or not hasattr(dataset, "__len__"):
         return  # iterable datasets are checked batch by batch at rollout time
-    light = [c for c in dataset.column_names if c not in ("frames", "imagery", "cot")]
+    light = [c for c in dataset.column_names if c not in ("frames", "imagery", "cot", "image", "images")]
+    kind = None
     for i, row in enumerate(dataset.select_columns(light)):
-        if "frames" in dataset.column_names and "video" not in row:
+        if "frames" in dataset.column_names and "video" not in row and row.get("question") is not None:
             row = {**row, "video": True}  # frames exist as a column; emptiness is checked at rollout time
-        check_rl_row(row, i)
+        check_rl_row(row, i)  # image columns are checked at rollout time, once decoded
+        kind = kind or _prompt_kind(row)
+        _check_prompt_kind(row, i, kind)
 
 
 # -------------------------------------------------------------------------------------------------- log-probs core
@@ -112,8 +171,9 @@ def _latent_core(model):
         m = m.get_base_model()
     if not hasattr(m, "latent_ids"):
         raise ValueError(
-            f"{type(m).__name__} is not a thinker4d latent model. Convert it first: "
-            "`model, processor = thinker4d.from_base(model_or_id, processor)`."
+            f"{type(m).__name__} is not a thinker4d latent model. Convert a Qwen2.5-VL / Qwen3-VL model first: "
+            "`model, processor = thinker4d.from_base(model_or_id, processor)`. A text-only causal LM has no latent "
+            "imagery path (no vision tower, no latent tokens); train it with `trl.GRPOTrainer`."
         )
     return m
 
@@ -265,32 +325,55 @@ def sampling_logps(
 
 
 # --------------------------------------------------------------------------------------------------------- trainer
+def _to_latent_config(args: TrainingArguments) -> LatentGRPOConfig:
+    """`args` (a `GRPOConfig` or `TrainingArguments`) as a `LatentGRPOConfig` with the latent fields' defaults, the way
+    trl's `SFTTrainer` converts a `TrainingArguments`."""
+    values = args.to_dict()
+    values["hub_token"] = args.hub_token  # to_dict hides it
+    if values.get("steps_per_generation") is not None:
+        values.pop("generation_batch_size", None)  # derived from steps_per_generation by GRPOConfig.__post_init__
+    logger.warning(
+        "args is a %s; converting it to a LatentGRPOConfig with the latent fields at their defaults "
+        "(mask_latent_delimiters, max_imagery_blocks, video_*). Pass a LatentGRPOConfig to set them.",
+        type(args).__name__,
+    )
+    return LatentGRPOConfig(**values)
+
+
 class LatentGRPOTrainer(GRPOTrainer):
     r"""GRPO for thinker4d latent-imagery models (the paper's 4DRL), kept exactly on-policy through imagery blocks.
 
     Rollouts use the model's latent `generate`; each completion keeps the latent vectors it fed back, and every
     log-prob recompute (policy, old policy, reference) re-inserts them, so text after an imagery block is scored
-    under the context it was sampled in. Latent slots never enter the loss. Rows are docs/design.md RL rows
-    (`question`, `options`, `answer`, `frames`/`fps` or `video`), rendered with `thinker4d.prompting`.
+    under the context it was sampled in. Latent slots never enter the loss. Rows are docs/design.md RL rows (`question`,
+    `options`, `answer`, `frames`/`fps` or `video`), rendered with `thinker4d.prompting`, or trl's rows: a `prompt`
+    (plain text, or conversational with images in an `image` / `images` column). One data set may mix question rows
+    and conversational prompts; plain-text prompts cannot be mixed with either (trl renders a batch one way).
 
     Overridden methods (everything else is trl's `GRPOTrainer`):
 
-    - `_generate_and_score_completions`: builds prompts and videos from the rows, then calls `super()`; adds the
-      per-row latents and video tensors to the batch and logs imagery metrics.
-    - `_tokenize_prompts`: renders the prompts with their videos (trl has no video path).
+    - `_generate_and_score_completions`: builds prompts, videos and images from the rows, then calls `super()`; adds
+      the per-row latents, video and image tensors to the batch and logs imagery metrics.
+    - `_tokenize_prompts`: renders conversational prompts with their videos and images in one processor call (trl
+      has no video path, and its image path cannot batch rows without images); plain text goes to trl's.
+    - `_calculate_rewards`: gives reward functions back the `image` / `images` columns, which the rollout keeps out
+      of trl's image path.
     - `_generate_single_turn`: latent `generate(return_dict_in_generate=True)`, keeping latents per completion.
     - `_generate`: decodes completions with the latent tokens kept (for `format_reward`) and returns the policy-token
       mask (latent slots and delimiters off) through trl's `tool_mask`, which trl applies to the loss and KL.
-    - `_get_per_token_logps_and_entropies`: [`latent_per_token_logps`] with the batch's latents and video.
-    - `_compute_loss`: exposes the micro-batch's latents and video to the log-prob recompute, then `super()`.
+    - `_get_per_token_logps_and_entropies`: [`latent_per_token_logps`] with the batch's latents, video and images.
+    - `_compute_loss`: exposes the micro-batch's latents, video and images to the log-prob recompute, then `super()`.
     - `_load_from_checkpoint`: loads thinker4d checkpoints through `from_pretrained`'s key mapping on resume.
     - `_save`: also writes `training_args.json`, `trainer_state.json` and `training_stages.json`
       (`thinker4d.trainers.records`), so a model card can say how the folder was made.
 
     Args:
         model (`str` or `PreTrainedModel`): a thinker4d checkpoint path / Hub id, or a model from `thinker4d.from_base`.
+            Any other model (a text-only causal LM, a stock Qwen-VL) is refused with a `ValueError` saying so.
         reward_funcs (*optional*): defaults to `[accuracy_reward, format_reward]` with weights `[1.0, 0.2]`.
-        args ([`LatentGRPOConfig`], *optional*).
+        args ([`LatentGRPOConfig`], *optional*): a trl `GRPOConfig` (or `TrainingArguments`) is converted to a
+            `LatentGRPOConfig` with the latent fields at their defaults, with a warning. `generation_kwargs` with
+            `num_beams > 1` is refused (latent decoding samples one beam per completion).
         train_dataset, eval_dataset, processing_class, and the other keywords of `GRPOTrainer` (except `tools`,
             `rollout_func`, `environment_factory`, which latent rollouts do not support).
 
@@ -327,14 +410,15 @@ class LatentGRPOTrainer(GRPOTrainer):
                 raise ValueError(
                     f"LatentGRPOTrainer does not support `{key}`: rollouts are single-turn latent decoding."
                 )
+        if not isinstance(model, str):
+            _latent_core(model)  # before trl builds a reference model or wraps it
         if args is None:
             name = model if isinstance(model, str) else (model.config._name_or_path or "thinker4d")
             args = LatentGRPOConfig(f"{str(name).rstrip('/').split('/')[-1]}-4DRL")
+        elif isinstance(args, TrainingArguments) and not isinstance(args, LatentGRPOConfig):
+            args = _to_latent_config(args)
         elif not isinstance(args, LatentGRPOConfig):
-            raise TypeError(
-                f"args must be a LatentGRPOConfig, got {type(args).__name__}. Build one with the same fields: "
-                "`LatentGRPOConfig(**your_grpo_kwargs)`."
-            )
+            raise TypeError(f"args must be a LatentGRPOConfig (or a GRPOConfig), got {type(args).__name__}.")
         if reward_funcs is None:
             reward_funcs = [accuracy_reward, format_reward]
             if args.reward_weights is None:
@@ -362,6 +446,7 @@ class LatentGRPOTrainer(GRPOTrainer):
         self.rollout_logits_processor: LogitsProcessorList | None = None
         self._latent_context: dict[str, list] | None = None
         self._batch_videos: list | None = None
+        self._batch_image_columns: list[dict] | None = None
 
     # ------------------------------------------------------------------------------------------------ rollouts
     def _load_video(self, row: dict, index: int):
@@ -390,24 +475,36 @@ class LatentGRPOTrainer(GRPOTrainer):
         return None
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        rows, videos = [], []
+        rows, videos, image_columns = [], [], []
         for i, x in enumerate(inputs):
             check_rl_row(x, i)
+            _check_prompt_kind(x, i, _prompt_kind(inputs[0]))
             video = self._load_video(x, i)
-            x = dict(x)
+            images = _row_images(x)
+            # trl's image columns go into the prompt here, next to the video, and are hidden from trl, whose own
+            # image path has no video and cannot batch rows without images; rewards get them back.
+            image_columns.append({c: x[c] for c in _IMAGE_COLUMNS if c in x})
+            x = {k: v for k, v in x.items() if k not in _IMAGE_COLUMNS}
             if x.get("question") is not None:
                 x["prompt"] = build_messages(x["question"], x["options"], video=video is not None)
                 x.setdefault("solution", x["answer"])
+            elif images:
+                try:
+                    x["prompt"] = prepare_multimodal_messages(x["prompt"], images=images)
+                except ValueError as e:
+                    raise ValueError(f"{_row_name(x, i)}: {e}") from e
             x["latent_size"] = self.latent_size
             rows.append(x)
             videos.append(video)
-        self._batch_videos = videos
+        keys = list(dict.fromkeys(k for x in rows for k in x))
+        rows = [{k: x.get(k) for k in keys} for x in rows]  # trl reads the reward columns off the first row
+        self._batch_videos, self._batch_image_columns = videos, image_columns
         self._latent_context = {}
         try:
             output = super()._generate_and_score_completions(rows)
             context = self._latent_context
         finally:
-            self._latent_context, self._batch_videos = None, None
+            self._latent_context, self._batch_videos, self._batch_image_columns = None, None, None
         output.update({k: context[k] for k in _ROW_KEYS})
 
         mode = "train" if self.model.training else "eval"
@@ -425,31 +522,48 @@ class LatentGRPOTrainer(GRPOTrainer):
             )
         return output
 
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        # Overwritten -- reward functions get the `image` / `images` columns the rollout hid from trl's image path
+        columns = self._batch_image_columns
+        if columns is not None and any(columns):
+            inputs = [{**x, **c} for x, c in zip(inputs, columns)]
+        return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+
     def _tokenize_prompts(self, prompts: list):
-        videos = self._batch_videos
-        if videos is None or not is_conversational({"prompt": prompts[0]}):
-            return super()._tokenize_prompts(prompts)
+        n = len(prompts)
+        per_row = {k: [None] * n for k in _ROW_KEYS if k != "latents"}
+        if self._latent_context is not None:
+            self._latent_context.update(per_row)
+        if not is_conversational({"prompt": prompts[0]}):
+            return super()._tokenize_prompts(prompts)  # plain text: no chat template, no images or video (trl)
+        videos = self._batch_videos or [None] * n
         proc = self.processing_class
-        clean = [
-            [
+        clean, images = [], []
+        for prompt in prompts:
+            messages = prepare_multimodal_messages(prompt) if self._is_vlm else prompt  # str content -> blocks (trl)
+            messages = [
                 {**m, "content": [{k: v for k, v in p.items() if v is not None} for p in m["content"]]}
-                if isinstance(m["content"], list)
+                if isinstance(m.get("content"), list)
                 else m
-                for m in prompt
+                for m in messages
             ]
-            for prompt in prompts
-        ]
+            clean.append(messages)
+            images.append(
+                [p["image"] for m in messages if isinstance(m.get("content"), list) for p in m["content"]
+                 if p.get("type") == "image" and p.get("image") is not None]
+            )  # fmt: skip
         texts = [
             proc.apply_chat_template(p, tokenize=False, add_generation_prompt=True, **self.chat_template_kwargs)
             for p in clean
         ]
         present = [v for v in videos if v is not None]
         kw = video_kwargs(proc, [v[0] for v in present], [v[1] for v in present]) if present else {}
+        flat_images = [im for row in images for im in row]
+        if flat_images:
+            kw["images"] = flat_images
         enc = proc(text=texts, padding=True, return_tensors="pt", **kw)
         prompt_ids = [ids[m.bool()].tolist() for ids, m in zip(enc["input_ids"], enc["attention_mask"])]
 
-        n = len(prompts)
-        per_row = {"pixel_values_videos": [None] * n, "video_grid_thw": [None] * n, "second_per_grid_ts": [None] * n}
         fields = {}
         if present:
             grid = enc["video_grid_thw"]
@@ -467,8 +581,17 @@ class LatentGRPOTrainer(GRPOTrainer):
             fields = {"pixel_values_videos": enc["pixel_values_videos"], "video_grid_thw": grid}
             if ts is not None:
                 fields["second_per_grid_ts"] = ts
-        if self._latent_context is not None:
-            self._latent_context.update(per_row)
+        if flat_images:
+            grid = enc["image_grid_thw"]
+            pixels = torch.split(enc["pixel_values"], grid.prod(-1).tolist())
+            j = 0
+            for i, row in enumerate(images):
+                if row:
+                    per_row["images_pixel_values"][i] = torch.cat(pixels[j : j + len(row)])
+                    per_row["images_grid_thw"][i] = grid[j : j + len(row)]
+                    j += len(row)
+            fields.update(pixel_values=enc["pixel_values"], image_grid_thw=grid)
+        # No images for trl: it would re-process them for its own loss inputs; the recompute reads `per_row` instead.
         return prompt_ids, None, fields
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
@@ -574,22 +697,23 @@ class LatentGRPOTrainer(GRPOTrainer):
             raise RuntimeError(
                 "LatentGRPOTrainer recomputes log-probs only for its own rollouts (their latents are needed)."
             )
-        if any(unused.get(k) is not None for k in ("pixel_values", "image_grid_thw")):
-            raise ValueError("Image prompts are not supported by LatentGRPOTrainer yet; give the rows a video.")
         batch_size = batch_size or input_ids.size(0)
         all_logps, all_entropies = [], []
         for start in range(0, input_ids.size(0), batch_size):
             end = min(start + batch_size, input_ids.size(0))
             mm = {}
-            videos = [v for v in context["pixel_values_videos"][start:end] if v is not None]
-            if videos:
-                mm["pixel_values_videos"] = torch.cat(videos).to(input_ids.device)
-                mm["video_grid_thw"] = torch.cat(
-                    [g for g in context["video_grid_thw"][start:end] if g is not None]
-                ).to(input_ids.device)
-                ts = [t for t in context["second_per_grid_ts"][start:end] if t is not None]
-                if ts:
-                    mm["second_per_grid_ts"] = torch.cat(ts).to(input_ids.device)
+            for key, grid_key, name, grid_name in (
+                ("pixel_values_videos", "video_grid_thw", "pixel_values_videos", "video_grid_thw"),
+                ("images_pixel_values", "images_grid_thw", "pixel_values", "image_grid_thw"),
+            ):
+                pixels = [v for v in context[key][start:end] if v is not None]
+                if pixels:
+                    mm[name] = torch.cat(pixels).to(input_ids.device)
+                    grids = [g for g in context[grid_key][start:end] if g is not None]
+                    mm[grid_name] = torch.cat(grids).to(input_ids.device)
+            ts = [t for t in context["second_per_grid_ts"][start:end] if t is not None]
+            if ts:
+                mm["second_per_grid_ts"] = torch.cat(ts).to(input_ids.device)
             logps, entropies = latent_per_token_logps(
                 model,
                 input_ids[start:end],
