@@ -472,6 +472,24 @@ def test_a_processor_that_leaves_only_masked_tokens_falls_back_to_the_model(tiny
     assert not {start, pad, end} & set(runs[1][6:])
 
 
+def test_the_fallback_of_a_row_left_with_only_masked_tokens_keeps_suppress_tokens(tiny_model_and_processor):
+    # The fallback chooses among the tokens the sampler may produce, so the generation config's suppress_tokens (trl
+    # suppresses <|image_pad|>) stay out of it too.
+    model, processor = tiny_model_and_processor
+    start, pad, end = latent_ids(model)
+    inputs = video_inputs(processor, 1)
+    prompt_len = inputs["input_ids"].shape[1]
+
+    def fallback_tokens(**kw):
+        always = ForceImageryAt(start, processor.tokenizer.pad_token_id, schedule=lambda key: range(0, 100))
+        out = forced_generate(model, inputs, always, max_new_tokens=9, do_sample=False, max_imagery_blocks=1, **kw)
+        return out.sequences[0, prompt_len + 6 :].tolist()  # after the one block allowed
+
+    first = fallback_tokens()[0]
+    assert first not in (start, pad, end)
+    assert first not in fallback_tokens(suppress_tokens=[first])
+
+
 # ----------------------------------------------------------------------------------------------------- imagery
 def test_imagery_targets_and_teacher_forcing(tiny_model_and_processor):
     model, processor = tiny_model_and_processor
