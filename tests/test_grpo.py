@@ -9,6 +9,7 @@ from PIL import Image
 from transformers import LogitsProcessorList
 
 import thinker4d
+from _latent_helpers import ForceImageryAt
 from thinker4d.prompting import build_messages, video_kwargs
 from thinker4d.rewards import accuracy_reward, completion_text, format_reward
 from thinker4d.tiny import build_tiny_model, build_tiny_processor
@@ -268,6 +269,61 @@ def test_latent_count_mismatch_is_an_error():
     model, out, comp, attention, mm, *_ = rollout("qwen2_5_vl", max_new_tokens=12)
     with pytest.raises(ValueError, match=r"<\|latent_pad\|> slots but 0 latent vectors"):
         latent_per_token_logps(model, out.sequences, attention, comp.shape[1], [], **mm)
+
+
+def test_trainer_logps_equal_the_scores_the_rollout_sampled_from(backbone, tmp_path, monkeypatch):
+    """The trainer's recompute and its recorded sampling log-probs equal the log-softmax of the processed scores the
+    rollout sampled from: every token the sampler suppresses (trl's `<|image_pad|>`, thinker4d's `<|video_pad|>`, the
+    latent masks) is suppressed in both, not only the latent masks."""
+    temperature = 0.7
+    model, processor = tiny(backbone)
+    args = make_args(tmp_path, temperature=temperature, max_completion_length=20, record_sampling_logps=True)
+    trainer = LatentGRPOTrainer(model, args=args, train_dataset=Dataset.from_list(make_rows(3)),
+                                processing_class=processor)  # fmt: skip
+    config = model.config
+    assert {config.image_token_id, config.video_token_id} <= set(trainer.generation_config.suppress_tokens)
+    start_id, pad_id, end_id = trainer.latent_start_id, trainer.latent_pad_id, trainer.latent_end_id
+    # Imagery blocks are forced at a few steps: the forced `<|latent_start|>` is left out of the comparison below, and
+    # the other steps' scores are the sampler's own distribution.
+    trainer.rollout_logits_processor = [ForceImageryAt(start_id, processor.tokenizer.pad_token_id)]
+
+    rows = make_rows(3)
+    trainer._batch_videos = [trainer._load_video(r, i) for i, r in enumerate(rows)]
+    trainer._latent_context = {}
+    prompt_ids, _, fields = trainer._tokenize_prompts([build_messages(r["question"], OPTIONS) for r in rows])
+    rollouts = []
+    generate = trainer.model.generate
+
+    def generate_with_scores(**kwargs):
+        rollouts.append(generate(**kwargs, output_scores=True))
+        return rollouts[-1]
+
+    monkeypatch.setattr(trainer.model, "generate", generate_with_scores)
+    torch.manual_seed(0)
+    completion_ids, sampling = trainer._generate_single_turn(prompt_ids, None, fields, 1)
+    out = rollouts[0]
+
+    width = max(len(c) for c in completion_ids)
+    comp = torch.full((len(rows), width), processor.tokenizer.pad_token_id)
+    comp_mask = torch.zeros_like(comp)
+    for i, ids in enumerate(completion_ids):
+        comp[i, : len(ids)], comp_mask[i, : len(ids)] = torch.tensor(ids), 1
+    prompt_len = out.sequences.shape[1] - len(out.scores)
+    prompt_mask = (torch.arange(prompt_len)[None] >= prompt_len - torch.tensor([[len(p)] for p in prompt_ids])).long()
+    scored = comp_mask.bool() & ~torch.isin(comp, torch.tensor([start_id, pad_id, end_id]))
+    assert (comp == end_id).any() and (scored & ((comp == end_id).cumsum(1) > 0)).any(), "text after a block"
+
+    processed = torch.stack(out.scores, 1)[:, :width].log_softmax(-1).gather(-1, comp[..., None]).squeeze(-1)
+    with torch.no_grad():
+        recomputed, _, _ = trainer._get_per_token_logps_and_entropies(
+            trainer.model, torch.cat([out.sequences[:, :prompt_len], comp], 1),
+            torch.cat([prompt_mask, comp_mask], 1), width,
+        )  # fmt: skip
+    recorded = torch.zeros_like(processed)
+    for i, lp in enumerate(sampling):
+        recorded[i, : len(lp)] = torch.tensor(lp)
+    assert (recomputed - processed)[scored].abs().max().item() <= 1e-5
+    assert (recorded - processed)[scored].abs().max().item() <= 1e-5
 
 
 # ---------------------------------------------------------------------------------------------------- loss mask

@@ -51,6 +51,39 @@ def latent_ids(model):
     return model.config.latent_start_id, model.config.latent_pad_id, model.config.latent_end_id
 
 
+def stock_twin(model):
+    """The stock transformers class with the same config (latent fields included) and weights as `model`."""
+    stock_cls = type(model).__mro__[2]  # (thinker4d class, mixin, stock class, ...)
+    assert stock_cls.__module__.startswith("transformers.")
+    config = stock_cls.config_class(**{k: v for k, v in model.config.to_dict().items() if k != "model_type"})
+    stock = stock_cls(config).eval()
+    stock.load_state_dict(model.state_dict())
+    stock.generation_config = model.generation_config
+    return stock
+
+
+def assert_same(a, b, path="output"):
+    """Element-wise equality of two model outputs: tensors, caches, nested outputs and tuples."""
+    assert type(a) is type(b), f"{path}: {type(a).__name__} != {type(b).__name__}"
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), f"{path} differs"
+    elif hasattr(a, "layers"):  # a Cache
+        assert len(a.layers) == len(b.layers), path
+        for i, (x, y) in enumerate(zip(a.layers, b.layers)):
+            assert_same(x.keys, y.keys, f"{path}.layers[{i}].keys")
+            assert_same(x.values, y.values, f"{path}.layers[{i}].values")
+    elif isinstance(a, dict):  # a ModelOutput
+        assert list(a.keys()) == list(b.keys()), f"{path}: fields {list(a.keys())} != {list(b.keys())}"
+        for key in a:
+            assert_same(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, (tuple, list)):
+        assert len(a) == len(b), f"{path}: length {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, path
+
+
 # ----------------------------------------------------------------------------------------------------- conversion
 def test_from_base_adds_tokens_and_mean_inits_rows(backbone):
     processor = build_tiny_processor(backbone)
@@ -439,6 +472,24 @@ def test_a_processor_that_leaves_only_masked_tokens_falls_back_to_the_model(tiny
     assert not {start, pad, end} & set(runs[1][6:])
 
 
+def test_the_fallback_of_a_row_left_with_only_masked_tokens_keeps_suppress_tokens(tiny_model_and_processor):
+    # The fallback chooses among the tokens the sampler may produce, so the generation config's suppress_tokens (trl
+    # suppresses <|image_pad|>) stay out of it too.
+    model, processor = tiny_model_and_processor
+    start, pad, end = latent_ids(model)
+    inputs = video_inputs(processor, 1)
+    prompt_len = inputs["input_ids"].shape[1]
+
+    def fallback_tokens(**kw):
+        always = ForceImageryAt(start, processor.tokenizer.pad_token_id, schedule=lambda key: range(0, 100))
+        out = forced_generate(model, inputs, always, max_new_tokens=9, do_sample=False, max_imagery_blocks=1, **kw)
+        return out.sequences[0, prompt_len + 6 :].tolist()  # after the one block allowed
+
+    first = fallback_tokens()[0]
+    assert first not in (start, pad, end)
+    assert first not in fallback_tokens(suppress_tokens=[first])
+
+
 # ----------------------------------------------------------------------------------------------------- imagery
 def test_imagery_targets_and_teacher_forcing(tiny_model_and_processor):
     model, processor = tiny_model_and_processor
@@ -483,6 +534,58 @@ def test_last_hidden_state_is_post_norm(tiny_model_and_processor):
     out = model(input_ids=ids, output_last_hidden_state=True, output_hidden_states=True)
     torch.testing.assert_close(out.last_hidden_state, out.hidden_states[-1])
     torch.testing.assert_close(model.lm_head(out.last_hidden_state), out.logits)
+
+
+# ------------------------------------------------------------------------------------------------------- forward
+def test_forward_output_is_the_stock_output(tiny_model_and_processor):
+    """Without latent arguments the forward returns what the stock class returns, image encoder outputs included, in
+    a subclass of the stock output type."""
+    model, processor = tiny_model_and_processor
+    stock = stock_twin(model)
+    inputs = image_inputs(processor)
+    with torch.no_grad():
+        ours, theirs = model(**inputs), stock(**inputs)
+    assert isinstance(ours, type(theirs))
+    assert ours.image_outputs is not None and ours.video_outputs is None
+    for key in theirs:
+        assert_same(ours[key], theirs[key], key)
+    assert ours.last_hidden_state is None and ours.latent_embeds is None
+
+
+def test_return_dict_false_gives_the_stock_tuple(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    stock = stock_twin(model)
+    inputs = image_inputs(processor)
+    with torch.no_grad():
+        ours, theirs = model(**inputs, return_dict=False), stock(**inputs, return_dict=False)
+    assert isinstance(ours, tuple)
+    assert_same(ours, theirs)
+
+
+def test_forward_with_latent_embeds_keeps_the_stock_tuple(tiny_model_and_processor):
+    """On the latent path the stock fields come first and thinker4d's extra fields last, in the output and in the
+    `return_dict=False` tuple. With the `<|latent_pad|>` embedding as the latents, the stock fields equal the stock
+    model's on the same ids."""
+    model, processor = tiny_model_and_processor
+    stock = stock_twin(model)
+    k = model.config.latent_size
+    _, pad, _ = latent_ids(model)
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Where?"}]}]
+    text = processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+    text += "<|latent_start|>" + "<|latent_pad|>" * k + "<|latent_end|>ok"
+    inputs = processor(text=[text], images=[random_image(56, 56, seed=3)], return_tensors="pt")
+    pad_vectors = model.get_input_embeddings().weight[pad].detach().expand(k, -1)
+    with torch.no_grad():
+        ours = model(**inputs, latent_embeds=pad_vectors, output_last_hidden_state=True)
+        ours_tuple = model(**inputs, latent_embeds=pad_vectors, output_last_hidden_state=True, return_dict=False)
+        theirs = stock(**inputs)
+    assert isinstance(ours, type(theirs)) and ours.image_outputs is not None
+    assert list(ours.keys()) == [*theirs.keys(), "last_hidden_state", "latent_embeds"]
+    for key in theirs:
+        assert_same(ours[key], theirs[key], key)
+    assert_same(ours_tuple, ours.to_tuple())
+    assert_same(ours_tuple[: len(theirs)], theirs.to_tuple())
+    torch.testing.assert_close(ours_tuple[-1], pad_vectors)
 
 
 # ----------------------------------------------------------------------------------------------------- bad input
@@ -543,12 +646,7 @@ def test_from_base_of_a_saved_stock_folder(tmp_path):
 def test_latent_sample_on_a_stock_class_model(tiny_model_and_processor):
     """`generate(custom_generate=thinker4d.latent_sample)` works on a stock Qwen-VL class carrying the latent fields."""
     model, processor = tiny_model_and_processor
-    stock_cls = type(model).__mro__[2]  # (thinker4d class, mixin, stock class, ...)
-    assert stock_cls.__module__.startswith("transformers.")
-    config = stock_cls.config_class(**{k: v for k, v in model.config.to_dict().items() if k != "model_type"})
-    stock = stock_cls(config).eval()
-    stock.load_state_dict(model.state_dict())
-    stock.generation_config = model.generation_config
+    stock = stock_twin(model)
     for key in ("latent_start_id", "latent_pad_id", "latent_end_id", "latent_size"):
         assert getattr(stock.config, key) == getattr(model.config, key)
     inputs = video_inputs(processor, 2)

@@ -69,6 +69,41 @@ def scale_latents(vectors: torch.Tensor, latent_norm: float | None) -> torch.Ten
     return (torch.nn.functional.normalize(vectors.float(), dim=-1) * latent_norm).to(vectors.dtype)
 
 
+def apply_sampling_masks(
+    scores: torch.Tensor,
+    config,
+    blocks_opened: torch.Tensor | None = None,
+    max_imagery_blocks: int | None = None,
+    suppress_tokens=None,
+    fill_value: float = -float("inf"),
+) -> torch.Tensor:
+    """Write `fill_value`, in place, at the scores of every token the latent decoder never samples, and return `scores`.
+
+    The one rule the decoder samples under and the RL recompute scores under: `<|latent_pad|>` and `<|latent_end|>`
+    are never sampled (the decoder writes them itself), `<|latent_start|>` is masked where a row has opened
+    `max_imagery_blocks` blocks, and the `suppress_tokens` of the generation config (trl suppresses `<|image_pad|>`,
+    the 4DRL trainer `<|video_pad|>`) are masked everywhere.
+
+    Args:
+        scores (`torch.Tensor` of shape `(..., vocab)`): logits, or a bias vector of shape `(vocab,)`.
+        config: the model config carrying the latent token ids.
+        blocks_opened (`torch.LongTensor` of shape `scores.shape[:-1]`, *optional*): imagery blocks opened before
+            each position; with `max_imagery_blocks`, `<|latent_start|>` is masked where it reaches the limit.
+        max_imagery_blocks (`int`, *optional*): the block limit; `None` means no limit.
+        suppress_tokens (`list[int]`, *optional*): further token ids that are never sampled.
+        fill_value (`float`, *optional*, defaults to `-inf`): the masked score (a finite one keeps a bias usable after
+            a division by the temperature).
+    """
+    start_id, pad_id, end_id, _ = latent_token_ids(config)
+    # Ids past the vocabulary are ignored, as transformers' SuppressTokensLogitsProcessor ignores them.
+    suppressed = [t for t in suppress_tokens or [] if 0 <= t < scores.shape[-1]]
+    scores[..., [pad_id, end_id, *suppressed]] = fill_value
+    if max_imagery_blocks is not None and blocks_opened is not None:
+        at_limit = (blocks_opened >= max_imagery_blocks).to(scores.device)
+        scores[..., start_id] = scores[..., start_id].masked_fill(at_limit, fill_value)
+    return scores
+
+
 @contextlib.contextmanager
 def capture_lm_head_input(model):
     """Yield a dict whose `"hidden"` holds, after each forward of `model`, the input of its output layer: the last
@@ -150,10 +185,8 @@ def latent_sample(
     latent_steps: list[tuple[torch.Tensor, torch.Tensor, int]] = []  # (rows mask, vectors, column)
 
     def mask_latent_tokens(next_scores: torch.Tensor) -> None:
-        next_scores[:, pad_id] = -float("inf")
-        next_scores[:, end_id] = -float("inf")
-        if max_imagery_blocks is not None and on_imagery_limit == "suppress":
-            next_scores[blocks >= max_imagery_blocks, start_id] = -float("inf")
+        limit = max_imagery_blocks if on_imagery_limit == "suppress" else None
+        apply_sampling_masks(next_scores, model.config, blocks, limit, generation_config.suppress_tokens)
 
     embed = model.get_input_embeddings()
     # The hidden state to feed back is the input of lm_head (last layer, post-norm), read by a forward pre-hook, so

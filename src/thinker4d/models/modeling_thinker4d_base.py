@@ -14,10 +14,10 @@ sections 1, 4 and 6):
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers.modeling_outputs import MultimodalCausalLMOutputWithPast
 
 from .generation import capture_lm_head_input, latent_sample, latent_token_ids, scale_latents
 from .imagery import latent_slot_mask, place_latents, pool_imagery
@@ -37,8 +37,10 @@ def register_weight_conversions(thinker4d_cls, stock_cls) -> None:
 
 
 @dataclass
-class Thinker4DCausalLMOutputWithPast(CausalLMOutputWithPast):
-    """[`CausalLMOutputWithPast`] plus what latent training needs.
+class Thinker4DCausalLMOutputWithPast(MultimodalCausalLMOutputWithPast):
+    """The stock Qwen-VL output, [`MultimodalCausalLMOutputWithPast`] (`loss`, `logits`, `cache`, `hidden_states`,
+    `attentions`, `image_outputs`, `video_outputs`, `audio_outputs`), plus what latent training needs. The two extra
+    fields come last, so `to_tuple()` (what `return_dict=False` returns) starts with the stock tuple.
 
     Args:
         last_hidden_state (`torch.FloatTensor` of shape `(batch, seq, hidden)`, *optional*):
@@ -145,6 +147,10 @@ class Thinker4DLatentMixin:
         imagery_pixel_values = forward_kwargs.pop("imagery_pixel_values", None)
         imagery_grid_thw = forward_kwargs.pop("imagery_grid_thw", None)
         want_hidden = bool(forward_kwargs.pop("output_last_hidden_state", False))
+        # Same rule as the stock forward (`can_return_tuple`): the argument wins, else the config.
+        return_dict = forward_kwargs.pop("return_dict", None)
+        if return_dict is None:
+            return_dict = getattr(self.config, "return_dict", True)
         placed = None
         if latent_embeds is not None or imagery_pixel_values is not None:
             embeds, position_ids, placed = self._prepare_latent_inputs(
@@ -161,16 +167,13 @@ class Thinker4DLatentMixin:
             # Qwen3-VL takes ids or embeddings, not both; vision placeholders are then found by embedding equality.
             forward_kwargs.update(input_ids=None, inputs_embeds=embeds, position_ids=position_ids)
         with capture_lm_head_input(self) if want_hidden else contextlib.nullcontext({}) as captured:
-            out = parent_forward(**forward_kwargs)
-        return Thinker4DCausalLMOutputWithPast(
-            loss=out.loss,
-            logits=out.logits,
-            past_key_values=out.past_key_values,
-            hidden_states=out.hidden_states,
-            attentions=out.attentions,
+            out = parent_forward(**forward_kwargs, return_dict=True)
+        output = Thinker4DCausalLMOutputWithPast(
+            **{f.name: getattr(out, f.name) for f in fields(out)},
             last_hidden_state=captured.get("hidden"),
             latent_embeds=placed,
         )
+        return output if return_dict else output.to_tuple()
 
     def generate(self, *args, custom_generate=None, **kwargs):
         """Generate with latent imagery feedback (see [`thinker4d.models.generation.latent_sample`]).

@@ -64,7 +64,7 @@ class Thinker4DQwen2_5_VLForConditionalGeneration(Thinker4DLatentMixin, Qwen2_5_
         imagery_grid_thw: torch.LongTensor | None = None,
         output_last_hidden_state: bool = False,
         **kwargs,
-    ) -> Thinker4DCausalLMOutputWithPast:
+    ) -> tuple | Thinker4DCausalLMOutputWithPast:
         r"""
         latent_embeds (`torch.FloatTensor` of shape `(num_slots, hidden)` or `(num_blocks, K, hidden)`, *optional*):
             Vectors for the latent slots (`<|latent_pad|>` positions), row-major. Teacher-forced imagery targets in

@@ -63,7 +63,7 @@ class Thinker4DQwen3VLForConditionalGeneration(Thinker4DLatentMixin, Qwen3VLForC
         imagery_grid_thw: torch.LongTensor | None = None,
         output_last_hidden_state: bool = False,
         **kwargs,
-    ) -> Thinker4DCausalLMOutputWithPast:
+    ) -> tuple | Thinker4DCausalLMOutputWithPast:
         r"""
         latent_embeds (`torch.FloatTensor` of shape `(num_slots, hidden)` or `(num_blocks, K, hidden)`, *optional*):
             Vectors for the latent slots (`<|latent_pad|>` positions), row-major. Teacher-forced imagery targets in

@@ -10,9 +10,10 @@ Paper: https://huggingface.co/papers/2605.05997 (4DRL). What differs from the pa
 2. **On-policy log-probs.** Each rollout keeps the latent vectors it fed back and the policy, old-policy and reference
    forwards re-insert them at the `<|latent_pad|>` slots, with the positions generation used. The paper re-embedded
    the `<|latent_pad|>` token there, so every text token after an imagery block was scored under a context the
-   policy never sampled from. The recomputed log-probs also apply the decoder's masks (`<|latent_pad|>` /
-   `<|latent_end|>` are never text; `<|latent_start|>` past `max_imagery_blocks`), so they equal the sampling
-   distribution's (trl's temperature handling; top-p/top-k are not part of it, as in trl).
+   policy never sampled from. The recomputed log-probs also mask every token the sampler masks, through the
+   decoder's own `apply_sampling_masks` (`<|latent_pad|>` / `<|latent_end|>` are never text; `<|latent_start|>` past
+   `max_imagery_blocks`; the generation config's `suppress_tokens`: trl's `<|image_pad|>` and `<|video_pad|>`), so
+   they equal the sampling distribution's (trl's temperature handling; top-p/top-k are not part of it, as in trl).
 3. The loss mask drops latent slots and the forced `<|latent_end|>`; the sampled `<|latent_start|>` is dropped too
    unless `mask_latent_delimiters=False` (paper: dropped). The KL is trl's (k3 estimator), not the paper's k1.
 4. No truncation of completions to 1,024 tokens for the gradient pass, and no rollout-batch fallback that fed pad
@@ -36,7 +37,7 @@ from trl.kernels import ChunkedLogProbFunction
 from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import pad
 
-from thinker4d.models.generation import latent_token_ids
+from thinker4d.models.generation import apply_sampling_masks, latent_token_ids
 from thinker4d.prompting import LETTERS, build_messages, frames_to_array, render_options, video_kwargs
 from thinker4d.rewards import DEFAULT_REWARD_WEIGHTS, accuracy_reward, format_reward
 
@@ -193,6 +194,7 @@ def latent_per_token_logps(
     latents: list[torch.Tensor] | torch.Tensor,
     temperature: float = 1.0,
     max_imagery_blocks: int | None = None,
+    suppress_tokens: list[int] | None = None,
     compute_entropy: bool = False,
     cast_lm_head_to_fp32: bool = False,
     autocast=None,
@@ -201,10 +203,10 @@ def latent_per_token_logps(
     """Per-token log-probs of the last `logits_to_keep` tokens with the rollout's latents re-inserted at the slots.
 
     The forward is the thinker4d model's latent path (the positions generation used), and the log-softmax is trl's
-    chunked kernel (no `(batch, seq, vocab)` logits), with the decoder's masks applied: `<|latent_pad|>` and
-    `<|latent_end|>` are never sampled as text, and `<|latent_start|>` is masked once a row has opened
-    `max_imagery_blocks` blocks. Latent slots and the forced `<|latent_end|>` get log-prob 0 (they are not policy
-    tokens).
+    chunked kernel (no `(batch, seq, vocab)` logits), with the decoder's masks applied
+    ([`~thinker4d.models.generation.apply_sampling_masks`]): `<|latent_pad|>` and `<|latent_end|>` are never sampled
+    as text, `<|latent_start|>` is masked once a row has opened `max_imagery_blocks` blocks, and `suppress_tokens`
+    are masked everywhere. Latent slots and the forced `<|latent_end|>` get log-prob 0 (they are not policy tokens).
 
     Args:
         model: a thinker4d model, possibly wrapped (DDP, PEFT); called through the wrapper so gradients sync.
@@ -214,6 +216,8 @@ def latent_per_token_logps(
         latents (`list[torch.Tensor]` or `torch.Tensor`): per row `(n_i, hidden)` vectors in slot order, or all of
             them row-major as one `(num_slots, hidden)` tensor.
         temperature (`float`): logits are divided by it (trl's handling).
+        max_imagery_blocks (`int`, *optional*): the rollout's block limit when it suppressed `<|latent_start|>`.
+        suppress_tokens (`list[int]`, *optional*): the token ids the rollout's generation config suppressed.
         autocast (*optional*): a callable returning the autocast context (`accelerator.autocast`).
         mm_kwargs: `pixel_values_videos`, `video_grid_thw`, `second_per_grid_ts`, `pixel_values`, `image_grid_thw`.
 
@@ -273,9 +277,12 @@ def latent_per_token_logps(
     base_bias = torch.zeros(vocab, device=weight.device, dtype=torch.float32)
     if lm_head.bias is not None:
         base_bias = base_bias + lm_head.bias.float()
-    base_bias[[pad_id, end_id]] = _MASKED_LOGIT
-    limit_bias = base_bias.clone()
-    limit_bias[start_id] = _MASKED_LOGIT
+    # One bias for positions below the block limit, one for positions at it: the sampler's masks, as finite logits.
+    at_the_limit = {"blocks_opened": torch.tensor(0), "max_imagery_blocks": 0}
+    limit_bias = apply_sampling_masks(
+        base_bias.clone(), core.config, **at_the_limit, suppress_tokens=suppress_tokens, fill_value=_MASKED_LOGIT
+    )
+    base_bias = apply_sampling_masks(base_bias, core.config, suppress_tokens=suppress_tokens, fill_value=_MASKED_LOGIT)
     outputs = ("log_probs", "entropy") if compute_entropy else ("log_probs",)
 
     # Keeps the result attached to the graph even when no position is scored (an all-masked micro-batch).
@@ -305,21 +312,21 @@ def sampling_logps(
     config,
     temperature: float = 1.0,
     max_imagery_blocks: int | None = None,
+    suppress_tokens: list[int] | None = None,
 ) -> torch.Tensor:
     """Log-probs of the sampled tokens under the rollout's sampling distribution, from `generate(output_logits=True)`.
 
-    `logits` are the model's raw logits per step `(batch, steps, vocab)`; the decoder's masks are applied as the
-    sampler applied them (`<|latent_pad|>` / `<|latent_end|>` never text, `<|latent_start|>` masked at the block
-    limit), then trl's temperature. Latent slots and forced ends get 0.
+    `logits` are the model's raw logits per step `(batch, steps, vocab)`; the sampler's masks are applied as it
+    applied them ([`~thinker4d.models.generation.apply_sampling_masks`]: `<|latent_pad|>` / `<|latent_end|>` never
+    text, `<|latent_start|>` masked at the block limit, `suppress_tokens` everywhere), then trl's temperature. Latent
+    slots and forced ends get 0.
     """
     start_id, pad_id, end_id, _ = latent_token_ids(config)
     completion_ids = completion_ids[:, : logits.size(1)]
-    scores = logits.float().clone()
-    scores[..., [pad_id, end_id]] = -float("inf")
-    if max_imagery_blocks is not None:
-        opens = (completion_ids == start_id).long()
-        at_limit = (opens.cumsum(1) - opens) >= max_imagery_blocks
-        scores[..., start_id] = scores[..., start_id].masked_fill(at_limit, -float("inf"))
+    opens = (completion_ids == start_id).long()
+    scores = apply_sampling_masks(
+        logits.float().clone(), config, opens.cumsum(1) - opens, max_imagery_blocks, suppress_tokens
+    )
     lp = torch.log_softmax(scores / temperature, dim=-1).gather(-1, completion_ids[..., None]).squeeze(-1)
     return lp.masked_fill((completion_ids == pad_id) | (completion_ids == end_id), 0.0)
 
@@ -654,6 +661,7 @@ class LatentGRPOTrainer(GRPOTrainer):
             lp = sampling_logps(
                 torch.stack(out.logits, dim=1), completion, _latent_core(self.model).config, self.temperature,
                 self.args.max_imagery_blocks if self.args.on_imagery_limit == "suppress" else None,
+                self.generation_config.suppress_tokens,
             )  # fmt: skip
             logprobs = [row[: len(ids)].tolist() for row, ids in zip(lp.cpu(), completion_ids)]
         return completion_ids, logprobs
@@ -722,6 +730,7 @@ class LatentGRPOTrainer(GRPOTrainer):
                 [lat.to(input_ids.device) for lat in context["latents"][start:end]],
                 temperature=self.temperature,
                 max_imagery_blocks=self.args.max_imagery_blocks if self.args.on_imagery_limit == "suppress" else None,
+                suppress_tokens=self.generation_config.suppress_tokens,
                 compute_entropy=compute_entropy,
                 cast_lm_head_to_fp32=self.args.cast_lm_head_to_fp32,
                 autocast=self.accelerator.autocast,
