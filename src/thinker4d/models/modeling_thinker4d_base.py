@@ -154,7 +154,7 @@ class Thinker4DLatentMixin:
                 latent_embeds,
                 imagery_pixel_values,
                 imagery_grid_thw,
-                forward_kwargs.get("past_key_values"),
+                forward_kwargs.get("cache"),
                 {k: forward_kwargs.get(k) for k in mm_keys},
             )
             # Qwen3-VL takes ids or embeddings, not both; vision placeholders are then found by embedding equality.
@@ -164,7 +164,7 @@ class Thinker4DLatentMixin:
         return Thinker4DCausalLMOutputWithPast(
             loss=out.loss,
             logits=out.logits,
-            past_key_values=out.past_key_values,
+            cache=out.cache,
             hidden_states=out.hidden_states,
             attentions=out.attentions,
             last_hidden_state=captured.get("hidden"),
