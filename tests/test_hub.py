@@ -165,7 +165,7 @@ def test_saved_folder_layout(saved):
     # The loop ships once per consumer, byte for byte from the single source file.
     source = Path(thinker4d.models.generation.__file__).read_bytes()
     assert (folder / "custom_generate" / "generation.py").read_bytes() == source
-    assert "from .generation import latent_sample" in (folder / "custom_generate" / "generate.py").read_text()
+    assert "from .generation import latent_generate" in (folder / "custom_generate" / "generate.py").read_text()
     readme = ModelCard.load(folder / "custom_generate" / "README.md")
     assert "custom_generate" in readme.data.tags
     for documented in ("max_imagery_blocks", "on_imagery_limit", "latents", "latent_positions", "imagery_blocks"):

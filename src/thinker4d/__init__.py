@@ -13,6 +13,7 @@ from .models import (
     Thinker4DQwen3VLConfig,
     Thinker4DQwen3VLForConditionalGeneration,
     from_base,
+    latent_generate,
     latent_sample,
 )
 
@@ -48,6 +49,7 @@ __all__ = [
     "Thinker4DQwen3VLForConditionalGeneration",
     "__version__",
     "from_base",
+    "latent_generate",
     "latent_sample",
     "pick_attn_implementation",
     "save_for_hub",

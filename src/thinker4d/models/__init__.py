@@ -2,7 +2,14 @@
 
 from .configuration_thinker4d import LATENT_TOKENS, Thinker4DQwen2_5_VLConfig, Thinker4DQwen3VLConfig
 from .conversion import SUPPORTED_BACKBONES, THINKER4D_CLASSES, add_latent_tokens, check_latent_tokens, from_base
-from .generation import ImageryLimitError, LatentGenerateOutput, apply_sampling_masks, latent_sample, latent_token_ids
+from .generation import (
+    ImageryLimitError,
+    LatentGenerateOutput,
+    apply_sampling_masks,
+    latent_generate,
+    latent_sample,
+    latent_token_ids,
+)
 from .imagery import place_latents, pool_imagery
 from .modeling_thinker4d_base import Thinker4DCausalLMOutputWithPast
 from .modeling_thinker4d_qwen2_5_vl import Thinker4DQwen2_5_VLForConditionalGeneration
@@ -24,6 +31,7 @@ __all__ = [
     "apply_sampling_masks",
     "check_latent_tokens",
     "from_base",
+    "latent_generate",
     "latent_sample",
     "latent_token_ids",
     "place_latents",

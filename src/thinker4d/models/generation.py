@@ -18,14 +18,29 @@ code (docs/paper_differences.md, section 3):
    row (`on_imagery_limit="suppress"`, default) or generation stops with a clear error (`"error"`).
 5. With `return_dict_in_generate=True` the output carries, per row, the fed-back latent vectors and their positions
    in `sequences`, so RL can re-insert them when it recomputes log-probs (the paper's RL code re-embeds the pad token).
+6. `generate` keeps transformers' contract: the loop returns the cache, attentions, hidden states, scores and logits
+   as `_sample` does, decodes without a cache when `use_cache=False`, and takes streamers and stop strings. Beam
+   search and assisted decoding cannot feed latents back; [`latent_generate`] runs transformers' own loops for them
+   when `<|latent_start|>` cannot be produced, and refuses them with the reason otherwise (the paper's code decodes
+   greedily or by sampling only).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from dataclasses import dataclass
 
 import torch
+from transformers import (
+    GenerationMixin,
+    LogitsProcessor,
+    LogitsProcessorList,
+    StoppingCriteriaList,
+    StopStringCriteria,
+)
+from transformers.generation.configuration_utils import GenerationMode
 from transformers.generation.utils import GenerateDecoderOnlyOutput
 
 
@@ -37,7 +52,8 @@ class LatentGenerateOutput(GenerateDecoderOnlyOutput):
         latents (`list[torch.FloatTensor]`): per row, a tensor of shape `(num_slots_i, hidden)` with the vector fed as
             the input embedding at each latent slot, in order.
         latent_positions (`list[torch.LongTensor]`): per row, the column index in `sequences` of each latent slot.
-        imagery_blocks (`torch.LongTensor` of shape `(batch,)`): number of imagery blocks opened per row.
+        imagery_blocks (`torch.LongTensor` of shape `(batch,)`): number of imagery blocks in each row's sequence
+            (blocks already in `input_ids` count).
     """
 
     latents: list[torch.Tensor] | None = None
@@ -123,6 +139,146 @@ class ImageryLimitError(RuntimeError):
     """Raised when a row tries to open more imagery blocks than `max_imagery_blocks` with `on_imagery_limit="error"`."""
 
 
+# The modes `latent_sample` decodes; the others run transformers' own loops, which never feed latents back.
+LATENT_GENERATION_MODES = (GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE)
+_LATENT_ARGS = ("max_imagery_blocks", "on_imagery_limit")
+_BEAMS = "several hypotheses per row are kept and reordered, and a block's fed-back hidden states cannot follow them"
+_MODE_REASONS = {
+    GenerationMode.BEAM_SEARCH: _BEAMS,
+    GenerationMode.BEAM_SAMPLE: _BEAMS,
+    GenerationMode.GROUP_BEAM_SEARCH: _BEAMS,
+    GenerationMode.CONSTRAINED_BEAM_SEARCH: _BEAMS,
+    GenerationMode.ASSISTED_GENERATION: (
+        "drafted tokens are verified several at a time, while a block's latents are only known one step at a time"
+    ),
+    GenerationMode.CONTRASTIVE_SEARCH: "it runs from a Hub custom_generate repository that never feeds latents back",
+    GenerationMode.DOLA_GENERATION: "it runs from a Hub custom_generate repository that never feeds latents back",
+}
+
+
+def check_imagery_args(max_imagery_blocks: int | None, on_imagery_limit: str) -> None:
+    """Clear errors for bad `max_imagery_blocks` / `on_imagery_limit` values."""
+    if on_imagery_limit not in ("suppress", "error"):
+        raise ValueError(f"on_imagery_limit must be 'suppress' or 'error', got {on_imagery_limit!r}.")
+    if max_imagery_blocks is not None and max_imagery_blocks < 0:
+        raise ValueError(f"max_imagery_blocks must be >= 0 or None, got {max_imagery_blocks}.")
+
+
+def prompt_block_state(input_ids: torch.Tensor, model_kwargs: dict, start_id: int, pad_id: int, end_id: int):
+    """`(batch,)` long tensor: 1 for the rows whose input ends with `<|latent_start|>` (their next K inputs are latent
+    slots), else 0. Raises a clear error for input that the loop would decode wrongly: a `<|latent_pad|>` slot that the
+    cache does not hold (its latent vector is not in `input_ids`), or a block left open before its end."""
+    cache = model_kwargs.get("cache", model_kwargs.get("past_key_values"))
+    cached = cache.get_seq_length() if cache is not None else 0
+    cached = cached if cached < input_ids.shape[1] else 0  # more cached than ids: the ids are the new tokens only
+    uncached_slots = (input_ids[:, cached:] == pad_id).nonzero()
+    if len(uncached_slots):
+        row, column = uncached_slots[0].tolist()
+        raise ValueError(
+            f"input_ids row {row} has a <|latent_pad|> slot at column {cached + column} that the cache does not hold: "
+            "generate would embed the <|latent_pad|> token there instead of the slot's latent vector. To go on from a "
+            "previous output, pass its cache (`cache=out.cache`, with `return_dict_in_generate=True`) and a sequence "
+            "that does not end inside a block; to score a sequence with latents, call the model with "
+            "`latent_embeds=torch.cat(out.latents)`."
+        )
+    columns = torch.arange(input_ids.shape[1], device=input_ids.device)
+    last_start = torch.where(input_ids == start_id, columns, -1).amax(dim=1)
+    last_end = torch.where(input_ids == end_id, columns, -1).amax(dim=1)
+    opens_now = input_ids[:, -1] == start_id
+    left_open = (last_start > last_end) & ~opens_now
+    if bool(left_open.any()):
+        row = int(left_open.nonzero()[0])
+        raise ValueError(
+            f"input_ids row {row} has a <|latent_start|> at column {int(last_start[row])} with no <|latent_end|> after "
+            "it, and other tokens in between: an imagery block is K latent slots right after its start. End the "
+            "input with the <|latent_start|> itself (generate then decodes the block) or close the block."
+        )
+    return opens_now.long()
+
+
+class LatentTokenMask(LogitsProcessor):
+    """Sets the scores of `token_ids` to `-inf`. Given to transformers' own decoding loops, which never open an imagery
+    block, so that they do not produce `<|latent_pad|>` / `<|latent_end|>` as text (nor `<|latent_start|>` when no
+    block may open), as [`latent_sample`] does not."""
+
+    def __init__(self, token_ids):
+        self.token_ids = torch.tensor(sorted(set(token_ids)), dtype=torch.long)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        return scores.index_fill(-1, self.token_ids.to(scores.device), -float("inf"))
+
+
+def _start_is_reachable(start_id: int, generation_config, max_imagery_blocks, on_imagery_limit) -> bool:
+    if max_imagery_blocks == 0 and on_imagery_limit == "suppress":
+        return False
+    if start_id in (generation_config.suppress_tokens or []):
+        return False
+    return not any(list(words) == [start_id] for words in generation_config.bad_words_ids or [])
+
+
+def latent_generate(model, *args, **kwargs):
+    """What `generate` of the thinker4d classes and the Hub's `custom_generate/generate.py` run.
+
+    Takes the arguments of `GenerationMixin.generate`, plus `max_imagery_blocks` and `on_imagery_limit` (see
+    [`latent_sample`]). Greedy search and sampling run [`latent_sample`], with `streamer`, `synced_gpus` and stop
+    strings (`stop_strings` + `tokenizer`) handled as transformers handles them for its own loop. The other modes
+    (beam search, assisted decoding, contrastive search, DoLa, continuous batching) cannot feed latents back: they run
+    transformers' own loop, with `<|latent_pad|>` / `<|latent_end|>` masked, when `<|latent_start|>` cannot be
+    produced (it is in `suppress_tokens` or `bad_words_ids`, or `max_imagery_blocks=0`), and raise a `ValueError`
+    that says so otherwise.
+
+    Example (the same call decodes with latent feedback on a stock-class model whose config carries the latent fields):
+
+    ```python
+    >>> import thinker4d
+    >>> from thinker4d.tiny import build_tiny_model, build_tiny_processor
+    >>> processor = build_tiny_processor("qwen2_5_vl")
+    >>> model, processor = thinker4d.from_base(build_tiny_model("qwen2_5_vl", processor), processor)
+    >>> ids = processor.tokenizer(["Which way?"], return_tensors="pt")
+    >>> thinker4d.latent_generate(model, **ids, max_new_tokens=4, do_sample=False).shape
+    torch.Size([1, 14])
+    ```
+    """
+    start_id, pad_id, end_id, _ = latent_token_ids(model.config)
+    call = inspect.signature(GenerationMixin.generate).bind(model, *args, **kwargs).arguments
+    call.pop("self")
+    call.update(call.pop("kwargs", {}))
+    max_imagery_blocks = call.get("max_imagery_blocks")
+    on_imagery_limit = call.get("on_imagery_limit", "suppress")
+    check_imagery_args(max_imagery_blocks, on_imagery_limit)
+    named = inspect.signature(GenerationMixin.generate).parameters
+    extra = {key: value for key, value in call.items() if key not in named and key not in _LATENT_ARGS}
+    generation_config, _ = model._prepare_generation_config(call.get("generation_config"), **extra)
+    paged = call.get("cache_implementation") == "paged"
+    mode = generation_config.get_generation_mode(call.get("assistant_model"))
+    if not paged and mode in LATENT_GENERATION_MODES:
+        if generation_config.stop_strings is not None and call.get("tokenizer") is not None:
+            # transformers gives `tokenizer` (which stop strings need) to its own loops only: pass them as a criterion
+            stop = StopStringCriteria(stop_strings=generation_config.stop_strings, tokenizer=call.pop("tokenizer"))
+            call["stopping_criteria"] = StoppingCriteriaList([*(call.get("stopping_criteria") or []), stop])
+            call["stop_strings"] = None
+        # A callable `custom_generate` gets none of `streamer` / `synced_gpus` from transformers: bind its own values.
+        own = model._extract_generation_mode_kwargs(None, {}, call.get("synced_gpus"), None, call.get("streamer"))
+        loop = functools.partial(latent_sample, synced_gpus=own["synced_gpus"], streamer=call.get("streamer"))
+        return GenerationMixin.generate(model, **call, custom_generate=loop)
+
+    if _start_is_reachable(start_id, generation_config, max_imagery_blocks, on_imagery_limit):
+        what = "continuous batching (cache_implementation='paged')" if paged else mode.value.replace("_", " ")
+        if mode in _MODE_REASONS and _MODE_REASONS[mode] is _BEAMS and not paged:
+            what = f"{what} (num_beams={generation_config.num_beams})"
+        reason = "it never feeds latents back" if paged else _MODE_REASONS.get(mode, "it never feeds latents back")
+        raise ValueError(
+            f"{what.capitalize()} cannot decode latent imagery blocks: {reason}. It runs as in transformers when "
+            f"<|latent_start|> (id {start_id}) cannot be produced: pass suppress_tokens=[{start_id}] (or "
+            f"bad_words_ids=[[{start_id}]], or max_imagery_blocks=0). To decode imagery blocks, use greedy search or "
+            "sampling: num_beams=1, no assistant_model / prompt_lookup_num_tokens."
+        )
+    masked = [pad_id, end_id] + ([start_id] if max_imagery_blocks == 0 else [])
+    call = {key: value for key, value in call.items() if key not in _LATENT_ARGS}
+    call["logits_processor"] = LogitsProcessorList([*(call.get("logits_processor") or []), LatentTokenMask(masked)])
+    return GenerationMixin.generate(model, **call)
+
+
 def latent_sample(
     model,
     input_ids: torch.LongTensor,
@@ -135,52 +291,60 @@ def latent_sample(
     on_imagery_limit: str = "suppress",
     **model_kwargs,
 ):
-    """Greedy or multinomial decoding with per-row latent imagery blocks and a KV cache.
+    """Greedy or multinomial decoding with per-row latent imagery blocks, with or without a KV cache.
 
-    Call it through `model.generate(...)` (thinker4d classes do so by default) or
-    `GenerationMixin.generate(model, ..., custom_generate=latent_sample)` for any Qwen-VL model whose config carries
-    the latent fields. Arguments are those of transformers' `_sample`, plus:
+    `model.generate(...)` of the thinker4d classes runs it for greedy search and sampling (see [`latent_generate`] for
+    the other modes); `GenerationMixin.generate(model, ..., custom_generate=latent_sample)` runs it on any Qwen-VL
+    model whose config carries the latent fields. Arguments are those of transformers' `_sample`, plus:
 
     Args:
         max_imagery_blocks (`int`, *optional*):
-            The most imagery blocks one sequence may open. `None` means no limit.
+            The most imagery blocks one sequence may open (blocks already in `input_ids` count). `None`: no limit.
         on_imagery_limit (`str`, *optional*, defaults to `"suppress"`):
             What happens when a row samples `<|latent_start|>` past the limit. `"suppress"`: the token is masked once
             the limit is reached, so the row goes on in text. `"error"`: raise [`ImageryLimitError`].
 
     Returns:
-        `torch.LongTensor` of shape `(batch, seq)`, or a [`LatentGenerateOutput`] when `return_dict_in_generate=True`.
+        `torch.LongTensor` of shape `(batch, seq)`, or a [`LatentGenerateOutput`] when `return_dict_in_generate=True`
+        (with `scores`, `logits`, `attentions`, `hidden_states` and `cache` as transformers' `_sample` returns them).
     """
     start_id, pad_id, end_id, k = latent_token_ids(model.config)
     latent_norm = getattr(model.config, "latent_norm", None)
-    if generation_config.num_beams not in (None, 1):
+    mode = generation_config.get_generation_mode()
+    if mode not in LATENT_GENERATION_MODES:
         raise ValueError(
-            "Latent decoding supports greedy search and sampling only; set num_beams=1 (beam search cannot carry "
-            "per-beam fed-back hidden states)."
+            f"latent_sample runs greedy search and sampling only, got {mode.value} ({_MODE_REASONS.get(mode, '')}). "
+            "Call `model.generate` of a thinker4d class, or `latent_generate(model, ...)`: they run transformers' own "
+            "loop for this mode when no imagery block can open."
         )
-    if on_imagery_limit not in ("suppress", "error"):
-        raise ValueError(f"on_imagery_limit must be 'suppress' or 'error', got {on_imagery_limit!r}.")
-    if max_imagery_blocks is not None and max_imagery_blocks < 0:
-        raise ValueError(f"max_imagery_blocks must be >= 0 or None, got {max_imagery_blocks}.")
+    check_imagery_args(max_imagery_blocks, on_imagery_limit)
 
     pad_token_id = generation_config._pad_token_tensor
     return_dict = generation_config.return_dict_in_generate
     output_scores = return_dict and generation_config.output_scores
     output_logits = return_dict and generation_config.output_logits
+    output_attentions = return_dict and generation_config.output_attentions
+    output_hidden_states = return_dict and generation_config.output_hidden_states
     has_eos_stopping_criteria = any(hasattr(c, "eos_token_id") for c in stopping_criteria)
     do_sample = generation_config.do_sample
+    # Without a cache every step re-runs the whole sequence (as transformers' `_sample` does), with the latents fed
+    # so far written back at their slots.
+    use_cache = model_kwargs.get("use_cache", True)
     scores = () if output_scores else None
     raw_logits = () if output_logits else None
+    attentions = () if output_attentions else None
+    hidden_states = () if output_hidden_states else None
 
     batch_size = input_ids.shape[0]
     device = input_ids.device
     if pad_token_id is not None:
         pad_token_id = pad_token_id.to(device)
     unfinished = torch.ones(batch_size, dtype=torch.long, device=device)
-    # Per-row state: slots_left > 0 means the next input of the row is its own last hidden state.
-    slots_left = torch.zeros(batch_size, dtype=torch.long, device=device)
+    # Per-row state: slots_left > 0 means the next input of the row is its own last hidden state. A row whose input
+    # ends with `<|latent_start|>` (a continuation stopped right after opening a block) starts with its K slots.
+    slots_left = prompt_block_state(input_ids, model_kwargs, start_id, pad_id, end_id) * k
     force_end = torch.zeros(batch_size, dtype=torch.bool, device=device)
-    blocks = torch.zeros(batch_size, dtype=torch.long, device=device)
+    blocks = (input_ids == start_id).sum(dim=1)
     feed_hidden = torch.zeros(batch_size, dtype=torch.bool, device=device)
     latent_steps: list[tuple[torch.Tensor, torch.Tensor, int]] = []  # (rows mask, vectors, column)
 
@@ -192,19 +356,29 @@ def latent_sample(
     # The hidden state to feed back is the input of lm_head (last layer, post-norm), read by a forward pre-hook, so
     # the loop also runs on stock-class models whose config carries the latent fields (the Hub custom_generate path).
     with capture_lm_head_input(model) as captured:
-        outputs = model._prefill(input_ids, generation_config, model_kwargs, is_first_iteration=True)
+        outputs = model._prefill(
+            input_ids, generation_config, model_kwargs, is_first_iteration=not generation_config.is_assistant
+        )
         prefill_consumed = False
         this_peer_finished = False
         last_hidden = None
         while model._has_unfinished_sequences(this_peer_finished, synced_gpus, device=device):
             if prefill_consumed:
-                model_inputs = model.prepare_inputs_for_generation(input_ids, next_sequence_length=1, **model_kwargs)
-                step_embeds = embed(model_inputs["input_ids"].to(embed.weight.device))
-                step_embeds = torch.where(
-                    feed_hidden[:, None, None].to(step_embeds.device),
-                    last_hidden[:, None, :].to(step_embeds),
-                    step_embeds,
+                model_inputs = model.prepare_inputs_for_generation(
+                    input_ids, next_sequence_length=1 if use_cache else None, **model_kwargs
                 )
+                step_embeds = embed(model_inputs["input_ids"].to(embed.weight.device))
+                if use_cache:
+                    step_embeds = torch.where(
+                        feed_hidden[:, None, None].to(step_embeds.device),
+                        last_hidden[:, None, :].to(step_embeds),
+                        step_embeds,
+                    )
+                else:
+                    for rows, vectors, column in latent_steps:
+                        step_embeds[:, column] = torch.where(
+                            rows[:, None].to(step_embeds.device), vectors.to(step_embeds), step_embeds[:, column]
+                        )
                 # Qwen3-VL accepts ids or embeddings, not both; positions come from the generation kwargs.
                 model_inputs["input_ids"] = None
                 model_inputs["inputs_embeds"] = step_embeds
@@ -218,6 +392,10 @@ def latent_sample(
             next_token_logits = outputs.logits[:, -1].to(copy=True, dtype=torch.float32, device=device)
             if output_logits:  # the model's own distribution, before the latent masks and logits processors
                 raw_logits += (next_token_logits.clone(),)
+            if output_attentions:
+                attentions += (outputs.attentions,)
+            if output_hidden_states:
+                hidden_states += (outputs.hidden_states,)
             # Latent slots are never text, a block cannot be closed before it was opened, and rows at their block limit
             # cannot open another one. The masks go on before the user's processors, so that top-k / top-p choose among
             # tokens that can be sampled (a top-p set holding only `<|latent_end|>` would otherwise leave the row with
@@ -265,7 +443,7 @@ def latent_sample(
             # position) as the input embedding of that slot.
             alive = unfinished.bool()
             feed_hidden = in_slots & alive
-            if return_dict and bool(feed_hidden.any()):
+            if (return_dict or not use_cache) and bool(feed_hidden.any()):
                 latent_steps.append((feed_hidden.clone(), last_hidden.clone(), input_ids.shape[1]))
             new_slots_left = torch.where(in_slots, slots_left - 1, slots_left)
             force_end = in_slots & (new_slots_left == 0) & alive
@@ -296,12 +474,13 @@ def latent_sample(
                 sel = rows_mask[row]
                 latents[row] = vectors[row][sel]
                 positions[row] = cols[sel]
-        cache = model_kwargs.get("past_key_values")
         return LatentGenerateOutput(
             sequences=input_ids,
             scores=scores,
             logits=raw_logits,
-            past_key_values=cache,
+            attentions=attentions,
+            hidden_states=hidden_states,
+            cache=model_kwargs.get("cache", model_kwargs.get("past_key_values")),
             latents=latents,
             latent_positions=positions,
             imagery_blocks=blocks,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 import torch
 from transformers.modeling_outputs import MultimodalCausalLMOutputWithPast
 
-from .generation import capture_lm_head_input, latent_sample, latent_token_ids, scale_latents
+from .generation import capture_lm_head_input, latent_generate, latent_token_ids, scale_latents
 from .imagery import latent_slot_mask, place_latents, pool_imagery
 
 
@@ -161,7 +161,7 @@ class Thinker4DLatentMixin:
                 latent_embeds,
                 imagery_pixel_values,
                 imagery_grid_thw,
-                forward_kwargs.get("past_key_values"),
+                forward_kwargs.get("cache"),
                 {k: forward_kwargs.get(k) for k in mm_keys},
             )
             # Qwen3-VL takes ids or embeddings, not both; vision placeholders are then found by embedding equality.
@@ -180,8 +180,11 @@ class Thinker4DLatentMixin:
 
         Extra keyword arguments: `max_imagery_blocks` (`int`, *optional*) and `on_imagery_limit`
         (`"suppress"` or `"error"`). With `return_dict_in_generate=True` the output is a `LatentGenerateOutput` with
-        `latents`, `latent_positions` and `imagery_blocks`. Pass `custom_generate=` to use another decoding loop.
+        `latents`, `latent_positions` and `imagery_blocks`. Beam search and assisted decoding run transformers' own
+        loops when `<|latent_start|>` cannot be produced, and raise otherwise (see
+        [`thinker4d.models.generation.latent_generate`]). Pass `custom_generate=` to use another decoding loop.
         """
-        # Overwritten -- routes greedy/sampling decoding through the per-row latent loop
-        self.latent_ids  # noqa: B018 -- fails early, with the fix, when the latent ids are missing
-        return super().generate(*args, custom_generate=custom_generate or latent_sample, **kwargs)
+        # Overwritten -- greedy/sampling run the per-row latent loop; other modes only when no block can open
+        if custom_generate is not None:
+            return super().generate(*args, custom_generate=custom_generate, **kwargs)
+        return latent_generate(self, *args, **kwargs)

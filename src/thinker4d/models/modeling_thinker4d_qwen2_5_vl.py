@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 from transformers import Qwen2_5_VLForConditionalGeneration
+from transformers.cache_utils import Cache
+from transformers.utils.deprecation import deprecate_kwarg
 
 from .configuration_thinker4d import Thinker4DQwen2_5_VLConfig
 from .modeling_thinker4d_base import (
@@ -42,12 +44,13 @@ class Thinker4DQwen2_5_VLForConditionalGeneration(Thinker4DLatentMixin, Qwen2_5_
     config: Thinker4DQwen2_5_VLConfig
 
     # Overwritten -- adds latent_embeds / imagery_pixel_values / output_last_hidden_state, then calls super().forward
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")  # as the stock forward
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
-        past_key_values=None,
+        cache: Cache | None = None,
         inputs_embeds: torch.FloatTensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
@@ -78,7 +81,7 @@ class Thinker4DQwen2_5_VLForConditionalGeneration(Thinker4DLatentMixin, Qwen2_5_
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             labels=labels,
             use_cache=use_cache,

@@ -2,7 +2,7 @@
 config carries the latent fields (`latent_start_id`, `latent_pad_id`, `latent_end_id`, `latent_size`).
 
 Paper: https://huggingface.co/papers/2605.05997. This file is a template that `thinker4d.hub` copies next to an exact
-copy of `thinker4d/models/generation.py` (the one decoding loop, `latent_sample`); it holds no decoding logic itself.
+copy of `thinker4d/models/generation.py` (the one decoding loop, `latent_sample`, and its `latent_generate`); it holds no decoding logic itself.
 
 ```python
 >>> out = model.generate(**inputs, custom_generate="<repo or folder>", trust_remote_code=True,
@@ -11,21 +11,20 @@ copy of `thinker4d/models/generation.py` (the one decoding loop, `latent_sample`
 ```
 """
 
-from transformers import GenerationMixin
-
-from .generation import latent_sample
+from .generation import latent_generate
 
 
 def generate(*args, model, **kwargs):
-    """Run `model.generate` with the latent decoding loop (`latent_sample`).
+    """Run `model.generate` with the latent decoding loop, as `generate` of a thinker4d class does (`latent_generate`).
 
     Takes every argument of `GenerationMixin.generate`, plus `max_imagery_blocks` (`int`, *optional*: the most imagery
     blocks one sequence may open) and `on_imagery_limit` (`"suppress"` (default): mask `<|latent_start|>` once the
     limit is reached; `"error"`: raise). With `return_dict_in_generate=True` the output also has `latents`,
-    `latent_positions` and `imagery_blocks`.
+    `latent_positions` and `imagery_blocks`. Beam search and assisted decoding run transformers' own loops when
+    `<|latent_start|>` cannot be produced (`suppress_tokens=[its id]` or `max_imagery_blocks=0`), and raise otherwise.
     """
     kwargs.pop("custom_generate", None)
     kwargs.pop("trust_remote_code", None)
-    # GenerationMixin.generate directly: a thinker4d class overrides `generate` to add this same loop. latent_sample
-    # reads the fed-back hidden state from the input of lm_head, so it also runs on stock Qwen-VL classes.
-    return GenerationMixin.generate(model, *args, custom_generate=latent_sample, **kwargs)
+    # latent_generate calls GenerationMixin.generate itself, and latent_sample reads the fed-back hidden state from the
+    # input of lm_head, so this runs on stock Qwen-VL classes too.
+    return latent_generate(model, *args, **kwargs)
