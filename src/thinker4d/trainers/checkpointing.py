@@ -102,7 +102,10 @@ def resolve_resume_checkpoint(value: str | bool | None, output_dir: str | None =
         raise UserFileNotFoundError(
             f"{flag}: {folder} is not a folder; pass a checkpoint-N folder or the output folder holding them."
         )
-    own = _CHECKPOINT.match(folder.name) or (folder / "trainer_state.json").is_file()
+    # A checkpoint-N folder, or a folder with a trainer state and no checkpoint-N inside it (a run's output folder
+    # also holds the final trainer_state.json that `save_model` writes; it is searched, not resumed from).
+    has_checkpoints = any(_CHECKPOINT.match(name) and (folder / name).is_dir() for name in os.listdir(folder))
+    own = _CHECKPOINT.match(folder.name) or ((folder / "trainer_state.json").is_file() and not has_checkpoints)
     if own:
         problem = checkpoint_problem(folder)
         if problem is None:

@@ -506,9 +506,10 @@ class DIFTTrainer(Trainer):
             )
         if not return_outputs:
             return loss
-        # Predictions for compute_metrics: the outputs without the two DIFT asks for itself, whose shapes vary from
-        # batch to batch (`last_hidden_state` only with imagery; `latent_embeds` per slot, not per row).
-        extra = ("last_hidden_state", "latent_embeds")
+        # Predictions for compute_metrics: the outputs without the fields whose shapes vary from batch to batch and
+        # are not per row: the two DIFT asks for itself (`last_hidden_state` only with imagery; `latent_embeds` per
+        # slot) and the vision encoders' outputs (per image / video patch).
+        extra = ("last_hidden_state", "latent_embeds", "image_outputs", "video_outputs", "audio_outputs")
         return loss, type(outputs)(**{k: v for k, v in outputs.items() if k not in extra})
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
