@@ -1,5 +1,6 @@
 """Hub folders: remote code round trip without thinker4d, custom_generate on a stock class, model card, attention."""
 
+import importlib.util
 import json
 import os
 import re
@@ -295,10 +296,10 @@ def test_write_remote_code_rejects_stock_folder(tiny_base_model, tmp_path):
 
 def test_pick_attn_implementation(monkeypatch):
     assert hub.pick_attn_implementation("cpu") == "sdpa"
-    monkeypatch.setattr(hub.importlib.util, "find_spec", lambda name: object() if name == "flash_attn" else None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object() if name == "flash_attn" else None)
     assert hub.pick_attn_implementation("cuda:0") == "flash_attention_2"
     assert hub.pick_attn_implementation("cpu") == "sdpa"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert hub.pick_attn_implementation() == "sdpa"
-    monkeypatch.setattr(hub.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     assert hub.pick_attn_implementation("cuda") == "sdpa"

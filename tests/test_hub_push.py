@@ -46,7 +46,7 @@ class FakeHfApi:
 @pytest.fixture
 def fake_api(monkeypatch):
     FakeHfApi.calls, FakeHfApi.uploaded = [], {}
-    monkeypatch.setattr(hub, "HfApi", FakeHfApi)
+    monkeypatch.setattr(hub.push, "HfApi", FakeHfApi)  # where push_folder looks it up
     return FakeHfApi
 
 
@@ -309,6 +309,24 @@ def test_synthesis_card_and_push_license_follow_the_sources(synthesis_dir, tmp_p
     assert DatasetCard((out / "README.md").read_text()).data.license == "cc-by-nc-sa-4.0"
     out = hub.stage_dataset(synthesis_dir, tmp_path / "none", "me/cot", stats={})
     assert DatasetCard((out / "README.md").read_text()).data.license == "unknown"
+
+
+def test_synthesis_card_and_pushed_card_are_one_rendering(synthesis_dir, tmp_path):
+    """`thinker4d synthesize` and `thinker4d push --dataset` write the same card body for the same folder: one renderer,
+    one description of the columns."""
+    from thinker4d.data.writer import CARD_TITLE, COLUMN_DESCRIPTIONS
+
+    own = DatasetCard((synthesis_dir / "README.md").read_text())
+    pushed = DatasetCard((hub.stage_dataset(synthesis_dir, tmp_path / "out", "me/cot") / "README.md").read_text())
+    assert own.data.pretty_name == CARD_TITLE and pushed.data.pretty_name == "cot"
+    assert own.data.configs == pushed.data.configs and own.data.size_categories == pushed.data.size_categories
+    assert own.data.tags == pushed.data.tags and own.data.license == pushed.data.license
+    body = own.text.split("## Schema", 1)[1]
+    assert body == pushed.text.split("## Schema", 1)[1]
+    for name, meaning in COLUMN_DESCRIPTIONS.items():
+        assert f"| `{name}` | " in body and f" | {meaning} |" in body
+    stats = json.loads((synthesis_dir / "synthesis_stats.json").read_text())
+    assert f"Source clips processed: {stats['clips']}" in body
 
 
 def test_push_refuses_an_unfinished_synthesis(synthesis_dir, tmp_path, fake_api):

@@ -74,7 +74,7 @@ def test_offline_end_to_end_schema_and_load_dataset(offline_run):
     card = (out / "README.md").read_text()
     for section in ("## Schema", "## Rows per task", "## Rows per label source", "## Rejections", "## Pipeline"):
         assert section in card
-    assert "data/train-*" in card and f"| geometry | {report['kept']} |" in card
+    assert "data/train-*" in card and f"| `geometry` | {report['kept']} |" in card
     assert stats["label_sources"] == {"geometry": report["kept"]}
 
 
@@ -1058,7 +1058,7 @@ def test_plain_videos_with_gemini_teacher_get_teacher_labels(plain_videos, tmp_p
             assert meta["label"]["object"] == "ball" and "the ball" in r["question"]
     stats = json.loads((out / "synthesis_stats.json").read_text())
     assert stats["label_sources"] == {"teacher": len(rows)}
-    assert f"| teacher | {len(rows)} |" in (out / "README.md").read_text()
+    assert f"| `teacher` | {len(rows)} |" in (out / "README.md").read_text()
     ds = datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "hf_cache"))
     assert len(ds) == len(rows) and set(ds["label_source"]) == {"teacher"}
     assert len(ds[0]["frames"]) == 8 and ds[0]["frames"][0].size == (64, 64)

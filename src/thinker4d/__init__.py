@@ -5,7 +5,6 @@ Paper: https://huggingface.co/papers/2605.05997
 
 __version__ = "0.1.0.dev0"
 
-from .hub import pick_attn_implementation, register_auto_classes, save_for_hub
 from .models import (
     LatentGenerateOutput,
     Thinker4DQwen2_5_VLConfig,
@@ -15,17 +14,21 @@ from .models import (
     from_base,
     latent_generate,
     latent_sample,
+    pick_attn_implementation,
+    register_auto_classes,
 )
 
 
 register_auto_classes()
 
-# Trainers import trl; load them on first use so `import thinker4d` stays quick.
+# Trainers import trl and the Hub helpers import huggingface_hub's card and upload code; load them on first use so
+# `import thinker4d` stays quick.
 _LAZY = {
     "DIFTConfig": "thinker4d.trainers",
     "DIFTTrainer": "thinker4d.trainers",
     "LatentGRPOConfig": "thinker4d.trainers",
     "LatentGRPOTrainer": "thinker4d.trainers",
+    "save_for_hub": "thinker4d.hub",
 }
 
 

@@ -33,6 +33,26 @@ COMPLETE = "COMPLETE"
 META_KEY = b"thinker4d_clip"
 
 
+# What each column of the 4D CoT schema holds (docs/design.md keeps the same table; a test checks they agree). The
+# dataset card (`thinker4d.hub.cards.render_dataset_card`) shows these next to the feature types.
+COLUMN_DESCRIPTIONS = {
+    "id": "unique, stable: `<clip_id>/<task>/<n>`",
+    "clip_id": "source clip (synthetic world seed or real clip id)",
+    "frames": "the video frames shown to the model, in time order",
+    "fps": "frames per second of `frames` (after sampling)",
+    "task": "question family (`camera_motion`, `object_direction`, ...)",
+    "question": "question stem, no options",
+    "options": 'rendered options, `"A. Pan Left"` ...',
+    "answer": "the correct letter",
+    "cot": "chain of thought with one `<imagery>` marker per overlay, then `<answer>...</answer>`",
+    "imagery": "overlay images, same count and order as `<imagery>` markers",
+    "label_source": "`geometry` (computed from poses/depth/masks) or `teacher` (a model's judgment)",
+    "meta": "stage provenance as JSON: teacher model, segmenter, landmark names, seeds",
+}
+# The title of the card a synthesis folder carries (`thinker4d push --dataset` titles it after the repository).
+CARD_TITLE = "4D chain-of-thought data (thinker4d synthesis)"
+
+
 def features():
     """The 4D CoT schema of docs/design.md as `datasets.Features`."""
     from datasets import Features, Image, List, Value
@@ -247,79 +267,18 @@ def sources_license(sources) -> str | list[str] | None:
 
 
 def render_card(stats: dict, table) -> str:
-    """The dataset card: Hub metadata, schema, per-task and per-label-source counts, rejections by reason, pipeline,
-    teacher, segmenter."""
-    desc = {
-        "id": "unique `<clip_id>/<task>/<n>`",
-        "clip_id": "source clip",
-        "frames": "video frames shown to the model, in time order",
-        "fps": "frames per second of `frames`",
-        "task": "question type",
-        "question": "question stem, no options",
-        "options": "rendered options `A. ...`",
-        "answer": "correct letter",
-        "cot": "`<think>...<imagery>...</think><answer>B. ...</answer>`, one `<imagery>` per overlay",
-        "imagery": "overlay images, same count and order as `<imagery>`",
-        "label_source": "`geometry` (poses/depth/masks) or `teacher`",
-        "meta": "JSON provenance: teacher, segmenter, landmark, key frames, label",
-    }
-    feats = features()
-    license = sources_license(stats.get("sources"))
-    if isinstance(license, list):
-        license_yaml = ["license:", *(f"- {json.dumps(x)}" for x in license)]
-    else:
-        license_yaml = [f"license: {json.dumps(license or 'unknown')}"]
-    lines = [
-        "---",
-        *license_yaml,
-        "configs:",
-        "- config_name: default",
-        "  data_files:",
-        "  - split: train",
-        "    path: data/train-*",
-        "task_categories:",
-        "- video-text-to-text",
-        "tags:",
-        "- thinker4d",
-        "- 4d-reasoning",
-        "- latent-imagery",
-        "---",
-        "",
-        "# 4D chain-of-thought data (thinker4d synthesis)",
-        "",
-        "Rows for Dynamic-Imagery Fine-Tuning ([4DThinker](https://huggingface.co/papers/2605.05997)), written by "
-        "`thinker4d synthesize`. Load with `datasets.load_dataset(<this folder or repo>)`.",
-        "",
-        f"**{stats['kept']}** rows kept of **{stats['candidates']}** candidates from {stats['clips']} clips.",
-        "",
-        "## Schema",
-        "",
-        "| column | feature | meaning |",
-        "|---|---|---|",
-    ]
-    for name, feat in feats.items():
-        kind = (
-            "Sequence(Image)"
-            if name in ("frames", "imagery")
-            else ("Sequence(string)" if name == "options" else getattr(feat, "dtype", type(feat).__name__))
-        )
-        lines.append(f"| `{name}` | {kind} | {desc.get(name, '')} |")
-    lines += ["", "## Rows per task", "", "| task | rows |", "|---|---|"]
-    lines += [f"| {t} | {n} |" for t, n in stats["tasks"].items()]
-    lines += ["", "## Rows per label source", "", "| label_source | rows |", "|---|---|"]
-    lines += [f"| {t} | {n} |" for t, n in (stats.get("label_sources") or {}).items()]
-    lines += ["", "## Rejections", "", "| stage | reason | count |", "|---|---|---|"]
-    lines += [f"| {s} | {r} | {n} |" for s, rs in stats["rejected"].items() for r, n in rs.items()]
-    if stats["errors"]:
-        lines += ["", f"{len(stats['errors'])} clip(s) failed with an error; see `synthesis_stats.json`."]
-    lines += ["", "## Pipeline", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {k} | `{json.dumps(v)}` |" for k, v in stats["pipeline"].items()]
-    if stats.get("sources"):
-        lines += ["", "## Sources", ""]
-        lines += [
-            f"- {s.get('name')} ({s.get('license', 'unknown license')}) {s.get('url', '')}" for s in stats["sources"]
-        ]
-    return "\n".join(lines) + "\n"
+    """The README.md of a synthesis folder: `thinker4d.hub.cards.render_dataset_card` (the renderer `thinker4d push
+    --dataset` uses too) over the rows of `table` (one `train` split) and the statistics of [`summarize`]."""
+    from thinker4d.hub.cards import render_dataset_card
+
+    return render_dataset_card(
+        features(),
+        {"train": table.num_rows},
+        pretty_name=CARD_TITLE,
+        task_counts=stats.get("tasks"),
+        label_source_counts=stats.get("label_sources"),
+        stats=stats,
+    )
 
 
 def push_dataset(output_dir, repo_id: str, private: bool | None = None, license: str | None = None, api=None):
@@ -379,6 +338,8 @@ def write_paper_jsonl(output_dir, jsonl_path, image_dir=None) -> int:
 
 
 __all__ = [
+    "CARD_TITLE",
+    "COLUMN_DESCRIPTIONS",
     "COMPLETE",
     "arrow_schema",
     "assemble",

@@ -1,5 +1,6 @@
 """Latent-imagery models. Files here import only torch, transformers and each other: they ship flat as Hub remote code."""
 
+from .auto import pick_attn_implementation, register_auto_classes
 from .configuration_thinker4d import LATENT_TOKENS, Thinker4DQwen2_5_VLConfig, Thinker4DQwen3VLConfig
 from .conversion import SUPPORTED_BACKBONES, THINKER4D_CLASSES, add_latent_tokens, check_latent_tokens, from_base
 from .generation import (
@@ -34,6 +35,8 @@ __all__ = [
     "latent_generate",
     "latent_sample",
     "latent_token_ids",
+    "pick_attn_implementation",
     "place_latents",
     "pool_imagery",
+    "register_auto_classes",
 ]
