@@ -105,7 +105,7 @@ def local_num_proc(num_clips: int, repeats: int = 2) -> dict:
 
 
 def _serve(latency: float, conn) -> None:
-    from thinker4d.data.fake_gemini import FakeGeminiServer
+    from thinker4d.testing import FakeGeminiServer
 
     with FakeGeminiServer(latency=latency) as srv:
         conn.send(srv.url)
@@ -141,7 +141,7 @@ def teacher(num_requests: int, concurrency: int = 32, latency: float = 0.2) -> d
 
     import numpy as np
 
-    from thinker4d.data.teacher import GeminiTeacher, _encode_png
+    from thinker4d.data.gemini import GeminiTeacher, _encode_png
 
     img = _encode_png(np.zeros((64, 64, 3), np.uint8))
     schema = {"type": "OBJECT", "properties": {"label": {"type": "STRING"}}, "required": ["label"]}

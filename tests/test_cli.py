@@ -87,6 +87,102 @@ def _one_error(capsys, verb: str) -> str:
     return lines[0]
 
 
+# A bad --config file of each verb that reads one: (file text or None for no file, what the error must say).
+BAD_CONFIGS = {
+    "missing": (None, "the file does not exist; pass the path of a YAML file"),
+    "not_yaml": (
+        "seed: 1\ntasks: [camera_motion, object_speed\nbatch_size: 4\n",
+        "is not valid YAML: line 3, column 11: expected ',' or ']'",
+    ),
+    "not_a_mapping": ("- seed\n- 1\n", "must hold a YAML mapping of"),
+    "unknown_key": ("seed: 1\nbogus_key: 2\n", "['bogus_key']; every key must be a"),
+}
+# the verb, its other arguments, and a key the unknown-key message must list as allowed
+CONFIG_VERBS = {
+    "quickstart": (["--output", "OUT"], "train_clips"),
+    "dift": (["--output_dir", "OUT"], "learning_rate"),
+    "synthesize": (["--output", "OUT"], "world_num_clips"),
+}
+
+
+def _exit_status(argv: list[str]) -> int:
+    try:
+        return cli.main(argv)
+    except SystemExit as e:  # `thinker4d synthesize` reports its settings errors through argparse
+        return e.code
+
+
+@pytest.mark.parametrize("verb", list(CONFIG_VERBS))
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_bad_config_files_are_one_line_errors(tmp_path, verb, case, no_debug_env, capsys):
+    text, expected = BAD_CONFIGS[case]
+    path = tmp_path / "c.yaml"
+    if text is not None:
+        path.write_text(text)
+    extra, allowed = CONFIG_VERBS[verb]
+    out = tmp_path / "out"
+    argv = [verb, "--config", str(path), *[str(out) if a == "OUT" else a for a in extra]]
+    assert _exit_status(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith(f"thinker4d {verb}: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert str(path) in lines[0] and expected in err, err
+    if case == "unknown_key":
+        assert allowed in err and "'bogus_key': did you mean" not in err  # allowed keys listed; no wild guess
+    assert not out.exists()
+
+
+def test_quickstart_config_merges_with_flags_and_refuses_bad_values(tmp_path, monkeypatch, no_debug_env, capsys):
+    import thinker4d.quickstart
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run(cfg, output):  # stop before any work: only the settings are checked here
+        seen.append(cfg)
+        raise Stop
+
+    monkeypatch.setattr(thinker4d.quickstart, "run_quickstart", fake_run)
+    cfg = tmp_path / "q.yaml"
+    cfg.write_text("train_clips: 16\nsft-steps: 3\nbatch_size: 8\n")
+    for flag in (["--config", str(cfg)], [f"--config={cfg}"]):
+        with pytest.raises(Stop):
+            cli.main(["quickstart", *flag, "--batch-size", "4", "--output", str(tmp_path / "o")])
+    assert [(c.train_clips, c.sft_steps, c.batch_size) for c in seen] == [(16, 3, 4)] * 2  # flags override the file
+    cfg.write_text("batch_size: 6\nnum_generations: 4\n")
+    assert cli.main(["quickstart", "--config", str(cfg), "--output", str(tmp_path / "o")]) == 2
+    assert "multiple of num_generations" in _one_error(capsys, "quickstart")
+    cfg.write_text("train_clips: 16\nsft_step: 3\n")
+    assert cli.main(["quickstart", "--config", str(cfg), "--output", str(tmp_path / "o")]) == 2
+    assert "unknown settings ['sft_step']" in (line := _one_error(capsys, "quickstart"))
+    assert "'sft_step': did you mean 'sft_steps'?" in line
+
+
+def test_read_config_reads_yaml_json_and_empty_files(tmp_path):
+    from thinker4d.configfile import read_config
+    from thinker4d.errors import UserFileNotFoundError, UserValueError
+
+    (tmp_path / "c.json").write_text(json.dumps({"world_num_clips": 2, "tasks": ["camera_motion"]}))
+    assert read_config(tmp_path / "c.json") == {"world_num_clips": 2, "tasks": ["camera_motion"]}
+    (tmp_path / "e.yaml").write_text("# only a comment\n")
+    assert read_config(tmp_path / "e.yaml", allowed_keys=set()) == {}
+    (tmp_path / "d.yaml").write_text("video-root: /v\n")
+    assert read_config(tmp_path / "d.yaml", allowed_keys={"video_root"}, dashes=True) == {"video_root": "/v"}
+    with pytest.raises(
+        UserValueError, match=r"d.yaml: unknown settings \['video-root'\]; every key must be a x: a, b\."
+    ):
+        read_config(tmp_path / "d.yaml", allowed_keys={"b", "a"}, what="x")
+    with pytest.raises(UserValueError, match="is a folder, not a file"):
+        read_config(tmp_path)
+    with pytest.raises(UserFileNotFoundError, match="--config nope.yaml: the file does not exist"):
+        read_config("nope.yaml", flag="--config")
+    (tmp_path / "b.yaml").write_bytes(b"a: \xff\xfe\n")
+    with pytest.raises(UserValueError, match="b.yaml cannot be read as a UTF-8 text file"):
+        read_config(tmp_path / "b.yaml")
+
+
 def test_user_errors_exit_2_with_one_line(tmp_path, no_debug_env, capsys):
     out = ["--output_dir", str(tmp_path / "o")]
     assert cli.main(["dift", "--model", "/nonexistent", "--dataset", "d.jsonl", *out]) == 2

@@ -1,5 +1,5 @@
 """Tests of the 4D CoT synthesis pipeline (thinker4d.data: ingest, teacher, segmentation, overlays, questions, cot,
-validate, writer, pipeline, fake_gemini; the `thinker4d synthesize` verb)."""
+validate, writer, pipeline, thinker4d.testing's fake Gemini server; the `thinker4d synthesize` verb)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import random
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,12 +18,12 @@ import numpy as np
 import pytest
 
 from thinker4d.data import writer
-from thinker4d.data.fake_gemini import FAKE_LANDMARKS, FakeGeminiServer, default_responder
 from thinker4d.data.ingest import Source, read_video_frames, sample_indices, subsample_clip
 from thinker4d.data.overlays import contour, overlay, select_key_frames
 from thinker4d.data.pipeline import SynthesisConfig, merge_outputs, run_synthesis
 from thinker4d.data.segmentation import check_track
 from thinker4d.data.validate import validate_cot
+from thinker4d.testing import FAKE_LANDMARKS, FakeGeminiServer, default_responder
 
 
 SMALL = dict(world_num_frames=8, world_size=64, batch_size=3)
@@ -166,6 +167,17 @@ def test_sigkill_and_resume_gives_exactly_the_uninterrupted_rows(tmp_path):
     assert _rows(out) == _rows(tmp_path / "ref")
     assert report["kept"] == ref["kept"] and report["rejected"] == ref["rejected"]
     assert not [p for p in (out / ".work" / "clips").iterdir() if ".tmp" in p.name]
+
+
+def test_worker_fork_hook_is_registered_by_a_num_proc_run_not_by_import():
+    # importing the package must not change how this process forks; only a `num_proc > 1` run registers its hook
+    code = (
+        "import thinker4d.data.pipeline, thinker4d.data.workers as w, thinker4d.commands.synthesize\n"
+        "print(w._FORK_HOOK_REGISTERED)"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
 
 
 def _worker_pids(parent: int) -> set[int]:
@@ -479,7 +491,8 @@ def test_gemini_teacher_request_body_per_schema_proxy_and_close(monkeypatch):
     import base64
 
     from thinker4d.data.cot import COT_SCHEMA
-    from thinker4d.data.teacher import LANDMARK_SCHEMA, GeminiTeacher, _encode_png
+    from thinker4d.data.gemini import _encode_png
+    from thinker4d.data.teacher import LANDMARK_SCHEMA, GeminiTeacher
 
     img = _encode_png(np.full((4, 4, 3), 7, np.uint8))
     with FakeGeminiServer() as srv:

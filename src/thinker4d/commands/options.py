@@ -31,37 +31,17 @@ def split_config(argv: list[str]) -> tuple[str | None, list[str]]:
 
 
 def read_config(path: str, verb: str, known: set[str] | None = None) -> dict:
-    """The YAML mapping in `path` (keys are `thinker4d <verb>` flags, `-` or `_` alike).
+    """The YAML mapping in `path` (keys are `thinker4d <verb>` flags, `-` or `_` alike), read by
+    [`thinker4d.configfile.read_config`].
 
     Raises:
         UserError: the file is missing, is not YAML, is not a mapping, or (when `known` is given) has a key that is
             not one of the verb's flags.
     """
-    import yaml
+    from thinker4d.configfile import read_config as read_file
 
-    if not os.path.isfile(path):
-        raise UserFileNotFoundError(f"--config {path}: the file does not exist; pass the path of a YAML file.")
-    try:
-        with open(path, encoding="utf-8") as f:
-            values = yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        raise UserValueError(f"--config {path} is not valid YAML: {e}") from e
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise UserValueError(
-            f"--config {path} must hold a YAML mapping of `thinker4d {verb}` flags (key: value), "
-            f"got a {type(values).__name__}."
-        )
-    values = {str(k).replace("-", "_"): v for k, v in values.items()}
-    if known is not None:
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise UserValueError(
-                f"{path}: unknown settings {unknown}; every key must be a `thinker4d {verb}` flag (see "
-                f"`thinker4d {verb} --help`)."
-            )
-    return values
+    allowed = None if known is None else set(known) - {"help", "config"}
+    return read_file(path, allowed_keys=allowed, what=f"`thinker4d {verb}` flag", flag="--config", dashes=True)
 
 
 def require_path(value: str | os.PathLike, flag: str, what: str = "file or folder") -> Path:

@@ -40,20 +40,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     from thinker4d.quickstart import LABELS, QuickstartConfig, run_quickstart
 
-    values = {}
-    if args.config:
-        import yaml
+    from .options import input_errors, read_config
 
-        with open(args.config) as fh:
-            values.update(yaml.safe_load(fh) or {})
-    values.update(
-        {
-            f.name: getattr(args, f.name)
-            for f in dataclasses.fields(QuickstartConfig)
-            if getattr(args, f.name) is not None
-        }
-    )
-    cfg = QuickstartConfig(**values)
+    fields = [f.name for f in dataclasses.fields(QuickstartConfig)]
+    values = read_config(args.config, "quickstart", known=set(fields)) if args.config else {}
+    values.update({name: getattr(args, name) for name in fields if getattr(args, name) is not None})
+    with input_errors(ValueError):  # a value QuickstartConfig's __post_init__ refuses
+        cfg = QuickstartConfig(**values)
     summary = run_quickstart(cfg, args.output)
     names = [n for n in LABELS if n in summary]
     tasks = [t for t in summary["chance"] if t != "all"] + ["all"]

@@ -1,10 +1,15 @@
-"""A local fake of the Gemini `generateContent` endpoint for tests and benchmarks (no network, no key).
+"""Test doubles for using thinker4d offline: `FakeGeminiServer`, a local fake of the Gemini `generateContent` endpoint
+(no network, no API key).
 
-`google-genai` accepts a base URL (`HttpOptions(base_url=...)`), so `GeminiTeacher(base_url=server.url)` talks to this
-stdlib `ThreadingHTTPServer` on 127.0.0.1 exactly as it would to the real API. Faults can be injected at a given rate:
-HTTP 429, HTTP 500, timeouts (the server sleeps past the client's timeout) and malformed JSON in the model text.
-Responses go out with TCP_NODELAY, so a request takes `latency` plus the server's own work, not the extra ~40 ms that
-Nagle's algorithm and the client's delayed ACK add to a response written as headers then body.
+Use it to run synthesis against the Gemini code path (`teacher: gemini`, `thinker4d.data.gemini.GeminiTeacher`)
+without the real API: in your own tests, to try a synthesis config before paying for calls, or to see how a run
+behaves under rate limits and timeouts. `google-genai` accepts a base URL (`HttpOptions(base_url=...)`), so
+`GeminiTeacher(base_url=server.url)` talks to this stdlib `ThreadingHTTPServer` on 127.0.0.1 exactly as it would to
+the real API; any API key string works. Faults can be injected at a given rate: HTTP 429, HTTP 500, timeouts (the
+server sleeps past the client's timeout) and malformed JSON in the model text. Responses go out with TCP_NODELAY, so a
+request takes `latency` plus the server's own work, not the extra ~40 ms that Nagle's algorithm and the client's
+delayed ACK add to a response written as headers then body. thinker4d's own tests and `benchmarks/synthesis.py` use
+it too.
 
 The default responder fills the request's `responseSchema` with plausible values. For thinker4d's CoT prompts it
 answers like a cooperative teacher: it reads `Use exactly N <imagery> markers` and `The correct answer is: X` from the
@@ -12,14 +17,20 @@ prompt (both lines are part of the real prompt, see `thinker4d.data.cot`) and wr
 landmark requests (`static_object` / `dynamic_object`) it names two distinct objects with boxes on the 0-1000 grid.
 For label requests (an `answer` with an `enum`, see `thinker4d.data.teacher.label_schema`) it picks one of the enum's
 classes other than `"Unclear"`, chosen by a hash of the request's contents, so the same video and task always get the
-same class and different ones spread over the classes. Faults are injected into every kind of request alike.
+same class and different ones spread over the classes. Faults are injected into every kind of request alike. Pass
+`responder=` to answer differently (e.g. a wrong answer first, to exercise the validator's regeneration).
 
-Example:
+Example: a whole synthesis run through the Gemini code path, offline.
 
 ```python
->>> from thinker4d.data.fake_gemini import FakeGeminiServer
->>> with FakeGeminiServer(latency=0.0, failure_rate=0.3, seed=0) as server:
-...     url = server.url          # pass as GeminiTeacher(base_url=url)
+>>> import os
+>>> from thinker4d.data.pipeline import SynthesisConfig, run_synthesis
+>>> from thinker4d.testing import FakeGeminiServer
+>>> os.environ["GEMINI_API_KEY"] = "fake"  # the fake accepts any key  # doctest: +SKIP
+>>> with FakeGeminiServer(latency=0.0, failure_rate=0.3, seed=0) as server:  # doctest: +SKIP
+...     cfg = SynthesisConfig(world_num_clips=4, teacher="gemini", gemini_base_url=server.url, gemini_backoff_s=0.01)
+...     report = run_synthesis(cfg, "out/fake-gemini")
+>>> report["teacher_usage"]["requests"], report["kept"]  # doctest: +SKIP
 ```
 """
 
