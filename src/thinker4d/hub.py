@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import DatasetCardData, HfApi, ModelCardData
-from transformers import AutoConfig, AutoModelForImageTextToText
+from transformers import AutoConfig
 from transformers.dynamic_module_utils import get_relative_import_files
 
 from .models import (
@@ -50,6 +50,7 @@ from .models import (
     Thinker4DQwen3VLForConditionalGeneration,
     check_latent_tokens,
     latent_token_ids,
+    register_auto_classes,
 )
 
 
@@ -112,19 +113,6 @@ DESIGN_COLUMNS = {
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Auto classes and attention
-
-
-def register_auto_classes() -> None:
-    """Register the thinker4d configs and models with transformers' auto classes (idempotent).
-
-    Also marks them for remote code (`register_for_auto_class`), so every `save_pretrained` / `push_to_hub` of a
-    thinker4d model writes `auto_map` into config.json and copies the `models/` files it needs beside the weights.
-    """
-    for config_cls, model_cls in _MODEL_CLASSES.values():
-        AutoConfig.register(config_cls.model_type, config_cls, exist_ok=True)
-        AutoModelForImageTextToText.register(config_cls, model_cls, exist_ok=True)
-        config_cls.register_for_auto_class("AutoConfig")
-        model_cls.register_for_auto_class("AutoModelForImageTextToText")
 
 
 def pick_attn_implementation(device: str | None = None) -> str:
