@@ -46,13 +46,22 @@ class DIFTScriptArguments:
 
 
 def make_parser():
-    from transformers import HfArgumentParser
+    from transformers import HfArgumentParser, TrainingArguments
 
     from thinker4d.trainers import DIFTConfig
 
-    return HfArgumentParser(
-        (DIFTScriptArguments, DIFTConfig), prog="thinker4d dift", description=__doc__.split("\n")[0]
+    from .options import HelpFormatter, group_inherited_options
+
+    parser = HfArgumentParser(
+        (DIFTScriptArguments, DIFTConfig),
+        prog="thinker4d dift",
+        usage="thinker4d dift --model MODEL --dataset DATASET --output_dir DIR [--config YAML] [options]",
+        description=__doc__.split("\n")[0]
+        + "\n\nexample:\n  thinker4d dift --model Qwen/Qwen2.5-VL-3B-Instruct --dataset my/4d-cot --output_dir out/dift",
+        formatter_class=HelpFormatter,
     )
+    group_inherited_options(parser, ("Trainer options (transformers.TrainingArguments)", TrainingArguments))
+    return parser
 
 
 def _parse(argv: list[str]):

@@ -36,11 +36,27 @@ class GRPOScriptArguments:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from trl import TrlParser
+    from transformers import TrainingArguments
+    from trl import GRPOConfig, TrlParser
 
     from thinker4d.trainers.latent_grpo_config import LatentGRPOConfig
 
-    return TrlParser((GRPOScriptArguments, LatentGRPOConfig), prog="thinker4d grpo")
+    from .options import HelpFormatter, group_inherited_options
+
+    parser = TrlParser(
+        (GRPOScriptArguments, LatentGRPOConfig),
+        prog="thinker4d grpo",
+        usage="thinker4d grpo --model_name_or_path CKPT --dataset_name DATA --output_dir DIR [--config YAML] [options]",
+        description=__doc__.split("\n")[0]
+        + "\n\nexample:\n  thinker4d grpo --config examples/recipes/Qwen2.5-VL-3B/grpo/config_paper.yaml",
+        formatter_class=HelpFormatter,
+    )
+    group_inherited_options(
+        parser,
+        ("GRPO options (trl.GRPOConfig)", GRPOConfig),
+        ("Trainer options (transformers.TrainingArguments)", TrainingArguments),
+    )
+    return parser
 
 
 def _parse(argv: list[str] | None):
@@ -97,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--model_name_or_path and --dataset_name are required (or set them in --config).")
     from transformers import set_seed
 
-    import thinker4d  # noqa: F401 -- registers the thinker4d auto classes
+    import thinker4d.models  # noqa: F401 -- registers the thinker4d auto classes
     from thinker4d.trainers.checkpointing import resolve_resume_checkpoint
     from thinker4d.trainers.latent_grpo_trainer import LatentGRPOTrainer
 
