@@ -26,6 +26,8 @@ def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="thinker4d eval",
         description="Evaluate a model on DSR-Bench, SynthDSR, Dyn-Bench or VLM4D; compare or re-score result files.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: thinker4d eval --model out/dift --benchmark synthdsr --data synthdsr --output results/dift",
     )
     p.add_argument("--config", metavar="YAML", help="YAML file whose keys are these flags; flags override it")
     p.add_argument("--model", help="checkpoint folder or Hub id (thinker4d or stock transformers VLM)")
