@@ -515,3 +515,37 @@ def test_table_and_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(FileNotFoundError, match="summary.json only when it is complete"):
         load_summary(tmp_path / "nothing")
+
+
+def test_compare_names_columns_by_the_recorded_model(tmp_path, capsys):
+    """Every quickstart run folder is called `run`; the columns take the model recorded in each summary instead (a Hub
+    id whole, a local checkpoint by its folder name), the folder name when none is recorded, and the folder too when
+    two runs share a model."""
+    from thinker4d.commands.eval import main
+    from thinker4d.eval.report import format_table
+
+    summary = {"subtask_accuracy": {"a": 0.5}, "macro_accuracy": 0.5, "accuracy": 0.5, "total": 2, "errors": 0}
+    models = {
+        "eval_dift/run": "dift",
+        "eval_raw_qa/run": "raw_qa",
+        "hub": "Qwen/Qwen2.5-VL-3B-Instruct",
+        "local": str(tmp_path / "out" / "checkpoint-500"),
+        "old": None,
+        "again_1": "m/x",
+        "again_2": "m/x",
+    }
+    for folder, model in models.items():
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "summary.json").write_text(json.dumps({**summary, "model": model}))
+    assert main(["--compare", *(str(tmp_path / f) for f in models)]) == 0
+    header = [c.strip() for c in capsys.readouterr().out.splitlines()[0].split("|")[1:]]
+    assert header == [
+        "dift",
+        "raw_qa",
+        "Qwen/Qwen2.5-VL-3B-Instruct",
+        "checkpoint-500",
+        "old",
+        "m/x (again_1)",
+        "m/x (again_2)",
+    ]
+    assert "run" not in format_table([tmp_path / "eval_dift/run"]).splitlines()[0]

@@ -50,7 +50,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N questions")
     p.add_argument("--retry-errors", action="store_true", help="on resume, redo rows that hit a generation error")
     p.add_argument("--dtype", default="auto", help="model dtype (auto, bfloat16, float32, ...)")
-    p.add_argument("--compare", nargs="+", metavar="RUN", help="print a table of finished runs (folders or summaries)")
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="RUN",
+        help="print a table of finished runs (folders or summaries), a column per recorded model",
+    )
     p.add_argument("--plot", metavar="PNG", help="with --compare or after a run: per-subtask accuracy bar chart")
     p.add_argument(
         "--rescore-paper", metavar="JSONL", help="re-score a paper-layout results file (raw, gt, subtask_type)"
