@@ -50,18 +50,17 @@ def make_parser():
 
     from thinker4d.trainers import DIFTConfig
 
-    from .options import HelpFormatter, group_inherited_options
+    from .options import trainer_parser
 
-    parser = HfArgumentParser(
+    return trainer_parser(
+        HfArgumentParser,
         (DIFTScriptArguments, DIFTConfig),
-        prog="thinker4d dift",
-        usage="thinker4d dift --model MODEL --dataset DATASET --output_dir DIR [--config YAML] [options]",
-        description=__doc__.split("\n")[0]
-        + "\n\nexample:\n  thinker4d dift --model Qwen/Qwen2.5-VL-3B-Instruct --dataset my/4d-cot --output_dir out/dift",
-        formatter_class=HelpFormatter,
+        "dift",
+        __doc__,
+        "--model MODEL --dataset DATASET --output_dir DIR [--config YAML] [options]",
+        "--model Qwen/Qwen2.5-VL-3B-Instruct --dataset my/4d-cot --output_dir out/dift",
+        ("Trainer options (transformers.TrainingArguments)", TrainingArguments),
     )
-    group_inherited_options(parser, ("Trainer options (transformers.TrainingArguments)", TrainingArguments))
-    return parser
 
 
 def _parse(argv: list[str]):

@@ -41,22 +41,18 @@ def make_parser() -> argparse.ArgumentParser:
 
     from thinker4d.trainers.latent_grpo_config import LatentGRPOConfig
 
-    from .options import HelpFormatter, group_inherited_options
+    from .options import trainer_parser
 
-    parser = TrlParser(
+    return trainer_parser(
+        TrlParser,
         (GRPOScriptArguments, LatentGRPOConfig),
-        prog="thinker4d grpo",
-        usage="thinker4d grpo --model_name_or_path CKPT --dataset_name DATA --output_dir DIR [--config YAML] [options]",
-        description=__doc__.split("\n")[0]
-        + "\n\nexample:\n  thinker4d grpo --config examples/recipes/Qwen2.5-VL-3B/grpo/config_paper.yaml",
-        formatter_class=HelpFormatter,
-    )
-    group_inherited_options(
-        parser,
+        "grpo",
+        __doc__,
+        "--model_name_or_path CKPT --dataset_name DATA --output_dir DIR [--config YAML] [options]",
+        "--config examples/recipes/Qwen2.5-VL-3B/grpo/config_paper.yaml",
         ("GRPO options (trl.GRPOConfig)", GRPOConfig),
         ("Trainer options (transformers.TrainingArguments)", TrainingArguments),
     )
-    return parser
 
 
 def _parse(argv: list[str] | None):

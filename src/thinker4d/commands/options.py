@@ -36,6 +36,23 @@ def group_inherited_options(parser: argparse.ArgumentParser, *sections: tuple[st
                 group._group_actions.append(action)
 
 
+def trainer_parser(
+    parser_class, dataclass_types, verb: str, doc: str, usage: str, example: str, *sections: tuple[str, type]
+):
+    """The parser of a training verb: `parser_class` (`HfArgumentParser` or trl's `TrlParser`) over `dataclass_types`,
+    with a short usage line, the first line of the verb's `doc` and an `example` on top, and the flags of each
+    inherited config (`sections`, see [`group_inherited_options`]) after the verb's own."""
+    parser = parser_class(
+        dataclass_types,
+        prog=f"thinker4d {verb}",
+        usage=f"thinker4d {verb} {usage}",
+        description=f"{doc.splitlines()[0]}\n\nexample:\n  thinker4d {verb} {example}",
+        formatter_class=HelpFormatter,
+    )
+    group_inherited_options(parser, *sections)
+    return parser
+
+
 def split_config(argv: list[str]) -> tuple[str | None, list[str]]:
     """Takes `--config FILE` or `--config=FILE` out of `argv`; returns `(FILE or None, the other arguments)`."""
     path, rest, i = None, [], 0
@@ -143,4 +160,5 @@ __all__ = [
     "read_config",
     "require_path",
     "split_config",
+    "trainer_parser",
 ]

@@ -15,13 +15,13 @@ import numpy as np
 
 from .camera import STAY, matrix_to_pose, motion_label_text, pose_to_matrix
 from .spatialvid import (
-    _intrinsics_to_K,
     _read_indexes,
     _resize_nearest,
     _selection,
     expand_dyn_masks,
     read_spatialvid,
     remap_motion_labels,
+    sampled_fields,
     sampled_fps,
 )
 from .video_io import fit_size, read_video, video_info, write_video
@@ -258,19 +258,14 @@ def _load_world(path: Path, video, max_size, sample) -> Clip:
     if bad:
         raise ValueError(f"{path / 'tracks.json'}: positions of {bad} do not have {T} entries (one per pose).")
     labels = json.loads((path / "instructions.json").read_text())
-    whole = len(sel) == T and np.array_equal(sel, np.arange(T))
     return Clip(
         clip_id=info["clip_id"],
-        frames=frames,
-        fps=fps if whole else sampled_fps(fps, sel),
-        K=_intrinsics_to_K(np.load(path / "intrinsics.npy"), W, H),
-        w2c=w2c[sel],
+        **sampled_fields(path, frames, fps, w2c, labels, sel),
         depth=depth,
         instance_ids=ids,
         object_names=names,
         objects=objects,
         tracks={n: t[sel] for n, t in tracks.items()},
-        motion_labels=labels if whole else remap_motion_labels(labels, sel),
         frame_indices=frame_indices[sel],
         meta=info.get("meta", {}),
     )

@@ -88,6 +88,20 @@ def _resize_nearest(masks: np.ndarray, H: int, W: int) -> np.ndarray:
     return masks[:, rows][:, :, cols]
 
 
+def sampled_fields(path: Path, frames: np.ndarray, fps: float, w2c: np.ndarray, labels: dict, sel) -> dict:
+    """The `Clip` fields that follow the kept frames `sel` of a folder's `len(w2c)` annotated frames: `frames` (already
+    decoded at their size), `fps`, `K` (from `intrinsics.npy`, for that size), `w2c` and `motion_labels`."""
+    whole = len(sel) == len(w2c) and np.array_equal(sel, np.arange(len(w2c)))
+    H, W = frames.shape[1:3]
+    return dict(
+        frames=frames,
+        fps=fps if whole else sampled_fps(fps, sel),
+        K=_intrinsics_to_K(np.load(path / "intrinsics.npy"), W, H),
+        w2c=w2c[sel],
+        motion_labels=labels if whole else remap_motion_labels(labels, sel),
+    )
+
+
 def read_spatialvid(path: Path, video, max_size, sample) -> dict:
     """The `Clip` fields of a SpatialVID annotation folder (see `thinker4d.world.load_clip`)."""
     w2c = pose_to_matrix(np.load(path / "poses.npy"))
@@ -108,7 +122,6 @@ def read_spatialvid(path: Path, video, max_size, sample) -> dict:
     T = len(indices)
     fps = video_fps / max(interval, 1.0) if video_fps else 0.0
     sel = _selection(sample, T, fps)
-    whole = len(sel) == T and np.array_equal(sel, np.arange(T))
     frames, _ = read_video(video, indices[sel], max_size)
     H, W = frames.shape[1:3]
     ids, names, objects = None, [], []
@@ -128,16 +141,12 @@ def read_spatialvid(path: Path, video, max_size, sample) -> dict:
     labels = json.loads(instr.read_text()) if instr.is_file() else {}
     return dict(
         clip_id=path.name,
-        frames=frames,
-        fps=fps if whole else sampled_fps(fps, sel),
-        K=_intrinsics_to_K(np.load(path / "intrinsics.npy"), W, H),
-        w2c=w2c[sel],
+        **sampled_fields(path, frames, fps, w2c, labels, sel),
         depth=depth,
         instance_ids=ids,
         object_names=names,
         objects=objects,
         tracks={},
-        motion_labels=labels if whole else remap_motion_labels(labels, sel),
         frame_indices=indices[sel],
         meta={"source": "spatialvid", "video": str(video), "video_fps": video_fps, "scale": "up-to-scale"},
     )
