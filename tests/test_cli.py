@@ -259,3 +259,54 @@ def test_console_entry_point_exit_status(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("thinker4d eval: error: --model /nonexistent: the local path does not exist")
     assert "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------------ --help
+_HEAVY = ("torch", "transformers", "datasets", "trl", "thinker4d.models", "thinker4d.commands.dift")
+
+
+def test_help_lists_the_verbs_without_importing_them_or_torch():
+    """`thinker4d --help` imports neither the verbs' modules nor torch / transformers (it starts at once)."""
+    code = (
+        "import json, sys\n"
+        "from thinker4d import cli\n"
+        "try:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"print(json.dumps([m for m in {_HEAVY!r} if m in sys.modules]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+    for verb, description in cli.VERBS.items():
+        assert f"  {verb:<12} {description}" in proc.stdout
+    proc = subprocess.run(
+        [sys.executable, "-m", "thinker4d.cli", "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0 and "quickstart" in proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "verb, own, inherited",
+    [
+        ("dift", ["--model", "--latent_size", "--mode"], {"Trainer options": "--learning_rate"}),
+        (
+            "grpo",
+            ["--model_name_or_path", "--max_imagery_blocks"],
+            {"GRPO options": "--num_generations", "Trainer options": "--learning_rate"},
+        ),
+    ],
+)
+def test_trainer_verbs_help_shows_their_own_options_first(verb, own, inherited):
+    """The verb's own flags come first (right after the usage and a one-line example); the flags inherited from trl /
+    transformers follow in their own groups."""
+    import importlib
+
+    text = importlib.import_module(f"thinker4d.commands.{verb}").make_parser().format_help()
+    lines = text.splitlines()
+    assert lines[0].startswith(f"usage: thinker4d {verb} ") and len(lines[0]) < 120
+    example = lines.index("example:")
+    assert example < 8 and lines[example + 1].startswith(f"  thinker4d {verb} --")
+    first_group = min(text.index(f"\n{title} (") for title in inherited)
+    for flag in own:
+        assert text.index(f"  {flag} ") < first_group, flag
+    for title, flag in inherited.items():
+        assert text.index(f"\n{title} (") < text.index(f"  {flag} "), (title, flag)

@@ -2,8 +2,10 @@
 
 import json
 import math
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import av
 import numpy as np
@@ -249,6 +251,73 @@ def test_evaluate_metric_module_matches_score_records():
         metric.compute(predictions=preds, references=refs, subtasks=["a"])
 
 
+_METRIC_LOADS = """
+import doctest, json, sys
+from pathlib import Path
+
+import evaluate
+
+import thinker4d.eval
+
+folder = Path(thinker4d.eval.__file__).parent / "thinker4d_mcq"
+out = {}
+for key, path in (("folder", folder), ("script", folder / "thinker4d_mcq.py"), ("metric_path", thinker4d.eval.metric_path())):
+    mcq = evaluate.load(str(path))
+    out[key] = mcq.compute(predictions=["<answer>B</answer>", "<answer>Based</answer>"], references=["B", "B"])
+card = doctest.testfile(str(folder / "README.md"), module_relative=False, globs={"mcq": mcq})
+out["card"] = [card.attempted, card.failed]
+print(json.dumps(out))
+"""
+
+
+def test_evaluate_metric_loads_from_its_folder_and_its_script_offline(tmp_path):
+    """evaluate's layout: `evaluate.load(<folder>)` finds `<folder>/<folder name>.py`; the script path loads too. Offline
+    (the Hub is never asked), and the examples of the README.md metric card run as written."""
+    pytest.importorskip("evaluate")
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_EVALUATE_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", _METRIC_LOADS], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("folder", "script", "metric_path"):
+        assert out[key]["accuracy"] == pytest.approx(0.5), key
+    attempted, failed = out["card"]
+    assert attempted >= 2 and failed == 0, proc.stdout
+
+
+def test_evaluate_metric_card_and_package_data():
+    """The metric folder ships (pyproject package-data covers its files) with an evaluate metric card."""
+    import fnmatch
+
+    import yaml
+
+    import thinker4d.eval
+
+    tomllib = pytest.importorskip("tomllib")
+
+    package = Path(thinker4d.__file__).parent
+    folder = Path(thinker4d.eval.metric_path())
+    assert folder.name == "thinker4d_mcq" and (folder / "thinker4d_mcq.py").is_file()
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["thinker4d"]
+    for name in ("thinker4d_mcq.py", "README.md"):
+        rel = (folder / name).relative_to(package).as_posix()
+        assert any(fnmatch.fnmatch(rel, g) for g in globs), f"{rel} is not in package-data {globs}"
+    card = (folder / "README.md").read_text()
+    _, header, body = card.split("---\n", 2)
+    meta = yaml.safe_load(header)
+    assert {"evaluate", "metric"} <= set(meta["tags"]) and meta["title"] and meta["description"]
+    for section in ("## Metric Description", "### Inputs", "### Output Values", "### Examples", "## Citation"):
+        assert section in body, section
+
+
 # --- loaders -------------------------------------------------------------------------------------------------------
 
 
@@ -446,3 +515,37 @@ def test_table_and_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(FileNotFoundError, match="summary.json only when it is complete"):
         load_summary(tmp_path / "nothing")
+
+
+def test_compare_names_columns_by_the_recorded_model(tmp_path, capsys):
+    """Every quickstart run folder is called `run`; the columns take the model recorded in each summary instead (a Hub
+    id whole, a local checkpoint by its folder name), the folder name when none is recorded, and the folder too when
+    two runs share a model."""
+    from thinker4d.commands.eval import main
+    from thinker4d.eval.report import format_table
+
+    summary = {"subtask_accuracy": {"a": 0.5}, "macro_accuracy": 0.5, "accuracy": 0.5, "total": 2, "errors": 0}
+    models = {
+        "eval_dift/run": "dift",
+        "eval_raw_qa/run": "raw_qa",
+        "hub": "Qwen/Qwen2.5-VL-3B-Instruct",
+        "local": str(tmp_path / "out" / "checkpoint-500"),
+        "old": None,
+        "again_1": "m/x",
+        "again_2": "m/x",
+    }
+    for folder, model in models.items():
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "summary.json").write_text(json.dumps({**summary, "model": model}))
+    assert main(["--compare", *(str(tmp_path / f) for f in models)]) == 0
+    header = [c.strip() for c in capsys.readouterr().out.splitlines()[0].split("|")[1:]]
+    assert header == [
+        "dift",
+        "raw_qa",
+        "Qwen/Qwen2.5-VL-3B-Instruct",
+        "checkpoint-500",
+        "old",
+        "m/x (again_1)",
+        "m/x (again_2)",
+    ]
+    assert "run" not in format_table([tmp_path / "eval_dift/run"]).splitlines()[0]

@@ -199,6 +199,26 @@ def test_occlusion_nearest_object_wins():
     assert clip.masks[far_name][0].sum() < clip.masks[near_name][0].sum()
 
 
+def test_render_has_no_invalid_values_where_a_ray_component_is_exactly_zero():
+    """A sky ray (no ground hit, t = inf) with dx exactly 0 gave inf * 0 = nan in the ground hit point; this clip has
+    such a pixel. Rays missing a ball or a cylinder with an exactly-zero component did the same in their normals."""
+    import warnings
+
+    from thinker4d.world.render import _intersect
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clip = render_clip(
+            1146, num_frames=8, size=56, camera_motions=["Pan Left", "Pan Right", "Tilt Up", "Tilt Down"]
+        )
+        origin = np.zeros(3, np.float32)
+        axis_rays = np.eye(3, dtype=np.float32)  # every ray has two components exactly 0, and all miss
+        for shape in ("ball", "cylinder", "cube"):
+            t, normal = _intersect(shape, (5.0, 5.0, 5.0), (1.0, 1.0, 1.0), 0.0, origin, axis_rays)
+            assert np.isinf(t).all() and not np.isnan(normal).any(), shape
+    assert np.isfinite(clip.depth).all() and (clip.depth > 0).all()
+
+
 # ------------------------------------------------------------------------------------------------ determinism, errors
 
 

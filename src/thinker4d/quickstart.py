@@ -521,6 +521,7 @@ def stage_grpo(root: Path, cfg: QuickstartConfig, dift_dir: Path, train, budget:
 def stage_eval(root: Path, cfg: QuickstartConfig, name: str, model_dir: Path, bench_dir: Path, max_new_tokens: int):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    import thinker4d.models  # noqa: F401 -- registers the thinker4d auto classes
     from thinker4d.eval import EvalConfig, evaluate_model, load_task
 
     stage = Stage(root, f"eval_{name}")
@@ -658,6 +659,7 @@ def reasoning_trace(root: Path, model_dir: Path, train, max_new_tokens: int) -> 
     import torch
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    import thinker4d.models  # noqa: F401 -- registers the thinker4d auto classes
     from thinker4d.prompting import build_messages, frames_to_array, video_kwargs
 
     idx = next(i for i, r in enumerate(train.select_columns(["task"])) if r["task"] == "camera_motion")

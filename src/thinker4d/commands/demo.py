@@ -13,7 +13,9 @@ import numpy as np
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="thinker4d demo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="thinker4d demo", description=__doc__, epilog="example: thinker4d demo --backbone qwen3_vl"
+    )
     parser.add_argument("--backbone", default="qwen2_5_vl", choices=["qwen2_5_vl", "qwen3_vl"])
     parser.add_argument("--latent-size", type=int, default=4, help="K, latent slots per imagery block")
     parser.add_argument("--max-new-tokens", type=int, default=40)

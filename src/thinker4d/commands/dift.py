@@ -46,12 +46,20 @@ class DIFTScriptArguments:
 
 
 def make_parser():
-    from transformers import HfArgumentParser
+    from transformers import HfArgumentParser, TrainingArguments
 
     from thinker4d.trainers import DIFTConfig
 
-    return HfArgumentParser(
-        (DIFTScriptArguments, DIFTConfig), prog="thinker4d dift", description=__doc__.split("\n")[0]
+    from .options import trainer_parser
+
+    return trainer_parser(
+        HfArgumentParser,
+        (DIFTScriptArguments, DIFTConfig),
+        "dift",
+        __doc__,
+        "--model MODEL --dataset DATASET --output_dir DIR [--config YAML] [options]",
+        "--model Qwen/Qwen2.5-VL-3B-Instruct --dataset my/4d-cot --output_dir out/dift",
+        ("Trainer options (transformers.TrainingArguments)", TrainingArguments),
     )
 
 

@@ -26,6 +26,8 @@ def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="thinker4d eval",
         description="Evaluate a model on DSR-Bench, SynthDSR, Dyn-Bench or VLM4D; compare or re-score result files.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: thinker4d eval --model out/dift --benchmark synthdsr --data synthdsr --output results/dift",
     )
     p.add_argument("--config", metavar="YAML", help="YAML file whose keys are these flags; flags override it")
     p.add_argument("--model", help="checkpoint folder or Hub id (thinker4d or stock transformers VLM)")
@@ -48,7 +50,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="only the first N questions")
     p.add_argument("--retry-errors", action="store_true", help="on resume, redo rows that hit a generation error")
     p.add_argument("--dtype", default="auto", help="model dtype (auto, bfloat16, float32, ...)")
-    p.add_argument("--compare", nargs="+", metavar="RUN", help="print a table of finished runs (folders or summaries)")
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="RUN",
+        help="print a table of finished runs (folders or summaries), a column per recorded model",
+    )
     p.add_argument("--plot", metavar="PNG", help="with --compare or after a run: per-subtask accuracy bar chart")
     p.add_argument(
         "--rescore-paper", metavar="JSONL", help="re-score a paper-layout results file (raw, gt, subtask_type)"

@@ -36,11 +36,23 @@ class GRPOScriptArguments:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from trl import TrlParser
+    from transformers import TrainingArguments
+    from trl import GRPOConfig, TrlParser
 
     from thinker4d.trainers.latent_grpo_config import LatentGRPOConfig
 
-    return TrlParser((GRPOScriptArguments, LatentGRPOConfig), prog="thinker4d grpo")
+    from .options import trainer_parser
+
+    return trainer_parser(
+        TrlParser,
+        (GRPOScriptArguments, LatentGRPOConfig),
+        "grpo",
+        __doc__,
+        "--model_name_or_path CKPT --dataset_name DATA --output_dir DIR [--config YAML] [options]",
+        "--config examples/recipes/Qwen2.5-VL-3B/grpo/config_paper.yaml",
+        ("GRPO options (trl.GRPOConfig)", GRPOConfig),
+        ("Trainer options (transformers.TrainingArguments)", TrainingArguments),
+    )
 
 
 def _parse(argv: list[str] | None):
@@ -97,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--model_name_or_path and --dataset_name are required (or set them in --config).")
     from transformers import set_seed
 
-    import thinker4d  # noqa: F401 -- registers the thinker4d auto classes
+    import thinker4d.models  # noqa: F401 -- registers the thinker4d auto classes
     from thinker4d.trainers.checkpointing import resolve_resume_checkpoint
     from thinker4d.trainers.latent_grpo_trainer import LatentGRPOTrainer
 

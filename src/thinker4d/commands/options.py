@@ -3,11 +3,54 @@ user names, and turning input errors into [`UserError`]s (one line, exit status 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import dataclasses
 import os
 from pathlib import Path
 
 from thinker4d.errors import UserError, UserFileNotFoundError, UserValueError
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """`--help` with each flag's default, and the description and the example (epilog) kept as written."""
+
+
+def group_inherited_options(parser: argparse.ArgumentParser, *sections: tuple[str, type]) -> None:
+    """Moves the flags of inherited config fields out of the verb's own options, into one argument group per
+    `(title, base dataclass)` of `sections` (most derived first), shown after the verb's own flags.
+
+    `HfArgumentParser` puts all the fields of a dataclass in one group, so a trainer config's few own fields would
+    otherwise be lost among the hundred-odd `TrainingArguments` flags.
+    """
+    names, claimed = [], set()
+    for _, base in reversed(sections):  # a field goes to the most basic class that declares it
+        own = {f.name for f in dataclasses.fields(base)} - claimed
+        names.insert(0, own)
+        claimed |= own
+    for (title, _), fields in zip(sections, names):
+        group = parser.add_argument_group(title)
+        for action in list(parser._optionals._group_actions):
+            if action.dest in fields:
+                parser._optionals._group_actions.remove(action)
+                group._group_actions.append(action)
+
+
+def trainer_parser(
+    parser_class, dataclass_types, verb: str, doc: str, usage: str, example: str, *sections: tuple[str, type]
+):
+    """The parser of a training verb: `parser_class` (`HfArgumentParser` or trl's `TrlParser`) over `dataclass_types`,
+    with a short usage line, the first line of the verb's `doc` and an `example` on top, and the flags of each
+    inherited config (`sections`, see [`group_inherited_options`]) after the verb's own."""
+    parser = parser_class(
+        dataclass_types,
+        prog=f"thinker4d {verb}",
+        usage=f"thinker4d {verb} {usage}",
+        description=f"{doc.splitlines()[0]}\n\nexample:\n  thinker4d {verb} {example}",
+        formatter_class=HelpFormatter,
+    )
+    group_inherited_options(parser, *sections)
+    return parser
 
 
 def split_config(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -89,4 +132,13 @@ def input_errors(*types: type[BaseException]):
         raise UserError(str(e)) from e
 
 
-__all__ = ["check_model", "input_errors", "read_config", "require_path", "split_config"]
+__all__ = [
+    "HelpFormatter",
+    "check_model",
+    "group_inherited_options",
+    "input_errors",
+    "read_config",
+    "require_path",
+    "split_config",
+    "trainer_parser",
+]

@@ -28,7 +28,9 @@ logger = logging.getLogger("thinker4d.push")
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="thinker4d push", description="Push a thinker4d checkpoint or a synthesized dataset to the Hub."
+        prog="thinker4d push",
+        description="Push a thinker4d checkpoint or a synthesized dataset to the Hub.",
+        epilog="example: thinker4d push out/dift --repo-id me/4dthinker-3b",
     )
     p.add_argument("path", help="checkpoint folder (save_pretrained output) or, with --dataset, a dataset folder")
     p.add_argument("--repo-id", required=True, help="Hub repository id, e.g. me/4dthinker-3b")

@@ -15,7 +15,11 @@ import json
 def make_parser() -> argparse.ArgumentParser:
     from thinker4d.quickstart import QuickstartConfig
 
-    parser = argparse.ArgumentParser(prog="thinker4d quickstart", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="thinker4d quickstart",
+        description=__doc__,
+        epilog="example: thinker4d quickstart --output thinker4d_quickstart",
+    )
     parser.add_argument("--output", default="thinker4d_quickstart", help="report folder (default: %(default)s)")
     parser.add_argument("--config", help="YAML file of QuickstartConfig fields; flags override it")
     for f in dataclasses.fields(QuickstartConfig):

@@ -10,6 +10,7 @@ def make_parser() -> argparse.ArgumentParser:
         prog="thinker4d synthdsr",
         description="Render held-out clips (seeds >= 1_000_000) and write SynthDSR questions as parquet; "
         "read back with datasets.load_dataset(OUT)['test'].",
+        epilog="example: thinker4d synthdsr --out synthdsr --num-questions 500",
     )
     p.add_argument("--out", required=True, help="output folder (data/test-00000-of-00001.parquet + README.md)")
     p.add_argument("--num-questions", type=int, default=500)

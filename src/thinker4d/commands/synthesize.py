@@ -17,8 +17,10 @@ import sys
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="thinker4d synthesize",
-        description="Synthesize 4D CoT rows (frames, question, CoT with <imagery>, overlays) into a parquet dataset. "
+        description="Synthesize 4D CoT rows (frames, question, CoT with <imagery>, overlays) into a parquet dataset.\n"
         "Sub-commands: `merge DIR... --output OUT`, `paper-jsonl DIR --jsonl FILE`, `push DIR --repo-id ID`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example: thinker4d synthesize --config examples/synthesis/offline.yaml --output data/4d-cot",
     )
     p.add_argument("--config", help="YAML of SynthesisConfig fields (see examples/synthesis/)")
     p.add_argument("--output", "-o", required=True, help="dataset folder to write")

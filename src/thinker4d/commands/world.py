@@ -11,6 +11,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="thinker4d world",
         description="Render N synthetic clips (mp4, poses, intrinsics, depth, masks, labels, tracks); see docs/world.md.",
+        epilog="example: thinker4d world --out clips --num-clips 8 --size 128 --questions",
     )
     p.add_argument("--out", required=True, help="output folder; one sub-folder per clip (world-<seed>)")
     p.add_argument("--num-clips", type=int, default=8, help="number of clips (seeds seed .. seed+N-1)")

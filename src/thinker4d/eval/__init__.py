@@ -38,10 +38,11 @@ __all__ = [
 
 
 def metric_path() -> str:
-    """Path of the `evaluate` metric module shipped in the package: `evaluate.load(metric_path())`."""
+    """Folder of the `evaluate` metric shipped in the package (`thinker4d_mcq.py` and its README.md metric card):
+    `evaluate.load(metric_path())`."""
     from pathlib import Path
 
-    return str(Path(__file__).parent / "metric" / "thinker4d_mcq.py")
+    return str(Path(__file__).parent / "thinker4d_mcq")
 
 
 def __getattr__(name: str):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 
@@ -22,15 +23,31 @@ def load_summary(path: str | os.PathLike) -> dict:
     return json.loads(path.read_text())
 
 
+def run_name(summary: dict, fallback: str) -> str:
+    """The column name of a run: the model recorded in its summary (a Hub id `owner/name` as is, a local checkpoint by
+    its folder name), or `fallback` (the run's folder or file name) when the summary records none."""
+    model = str(summary.get("model") or "").rstrip("/")
+    if not model:
+        return fallback
+    hub_id = model.count("/") == 1 and not model.startswith((".", "~")) and not Path(model).is_dir()
+    return model if hub_id else Path(model).name
+
+
 def _runs(runs) -> list[tuple[str, dict]]:
-    out = []
+    out = []  # (name, summary, folder or file name)
     for run in runs:
         if isinstance(run, tuple):
-            out.append(run)
+            out.append((*run, None))
         else:
             summary = load_summary(run)
-            out.append((Path(run).name if Path(run).is_dir() else Path(run).stem, summary))
-    return out
+            folder = Path(run).name if Path(run).is_dir() else Path(run).stem
+            out.append((run_name(summary, folder), summary, folder))
+    counts = Counter(name for name, _, _ in out)
+    # runs of one model (other settings or benchmarks) are told apart by their folders
+    return [
+        (f"{name} ({folder})" if folder and counts[name] > 1 and folder != name else name, summary)
+        for name, summary, folder in out
+    ]
 
 
 def _subtask_rows(summaries: list[dict]) -> list[tuple[str, str]]:
@@ -47,7 +64,8 @@ def format_table(runs, lenient: bool = False) -> str:
     """A plain-text table: one row per subtask, one column per run, then macro (Avg.) and micro rows, in percent.
 
     Args:
-        runs: run folders, summary files, or `(name, summary dict)` pairs.
+        runs: run folders, summary files, or `(name, summary dict)` pairs. A folder or file is named by the model its
+            summary records (see [`run_name`]), else by its folder or file name.
         lenient (`bool`, *optional*): also print the lenient micro accuracy (labelled).
     """
     runs = _runs(runs)

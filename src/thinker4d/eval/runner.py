@@ -423,12 +423,12 @@ def run_evaluation(
 ) -> dict | None:
     """Loads a checkpoint (path or Hub id) and a benchmark, then runs [`evaluate_model`] on every process.
 
-    `import thinker4d` registers the thinker4d auto classes, so `AutoModelForImageTextToText` loads both thinker4d and
+    `import thinker4d.models` registers the thinker4d auto classes, so `AutoModelForImageTextToText` loads both thinker4d and
     stock checkpoints (the latter evaluate as baselines).
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    import thinker4d  # noqa: F401  (registers the auto classes when the model core provides them)
+    import thinker4d.models  # noqa: F401  (registers the thinker4d auto classes)
 
     from .tasks import load_task
 

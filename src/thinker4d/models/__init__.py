@@ -1,4 +1,7 @@
-"""Latent-imagery models. Files here import only torch, transformers and each other: they ship flat as Hub remote code."""
+"""Latent-imagery models. Files here import only torch, transformers and each other: they ship flat as Hub remote code.
+
+Importing this package registers the thinker4d configs and models with transformers' auto classes.
+"""
 
 from .auto import pick_attn_implementation, register_auto_classes
 from .configuration_thinker4d import LATENT_TOKENS, Thinker4DQwen2_5_VLConfig, Thinker4DQwen3VLConfig
@@ -15,6 +18,10 @@ from .imagery import place_latents, pool_imagery
 from .modeling_thinker4d_base import Thinker4DCausalLMOutputWithPast
 from .modeling_thinker4d_qwen2_5_vl import Thinker4DQwen2_5_VLForConditionalGeneration
 from .modeling_thinker4d_qwen3_vl import Thinker4DQwen3VLForConditionalGeneration
+
+
+# the auto classes resolve thinker4d's model_types as soon as any model name is used
+register_auto_classes()
 
 
 __all__ = [

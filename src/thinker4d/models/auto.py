@@ -1,7 +1,7 @@
 """Auto-class registration and the attention-implementation choice.
 
-`import thinker4d` calls [`register_auto_classes`], so `AutoConfig` / `AutoModelForImageTextToText` resolve the
-thinker4d `model_type`s without the Hub module. This file is not remote code: `save_pretrained` copies only the files
+Importing `thinker4d.models` (also the first use of a model name of `thinker4d`) calls [`register_auto_classes`],
+so `AutoConfig` / `AutoModelForImageTextToText` resolve the thinker4d `model_type`s without the Hub module. This file is not remote code: `save_pretrained` copies only the files
 the config and model classes import, and none of them imports this one.
 """
 

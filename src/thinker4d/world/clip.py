@@ -1,24 +1,30 @@
 """The `Clip` type, and reading/writing clips in a SpatialVID-like folder (https://huggingface.co/papers/2605.05997).
 
-What differs from SpatialVID's own folders:
-
-1. Frames in a `Clip` are aligned 1:1 with the poses: for a real SpatialVID clip the loader decodes only the annotated
-   frames listed in `indexes.txt`, and `fps` is the video fps divided by the annotation interval.
-2. Our folders keep the video next to the annotations (`video.mp4`), add metric z-depth (`depth.npz`, not inverse-depth
-   EXRs), an instance-id map (`masks.npz`) and object tracks (`tracks.json`).
-3. SpatialVID's `dyn_masks.npz` (one binary dynamic mask per frame) loads as one object named `"dynamic"`.
+Our folders differ from SpatialVID's own: they keep the video next to the annotations (`video.mp4`), and add metric
+z-depth (`depth.npz`, not inverse-depth EXRs), an instance-id map (`masks.npz`) and object tracks (`tracks.json`).
+Real SpatialVID folders are read by `spatialvid.py`; mp4 reading and writing lives in `video_io.py`.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from .camera import STAY, matrix_to_pose, motion_label_text, pose_to_matrix
+from .spatialvid import (
+    _read_indexes,
+    _resize_nearest,
+    _selection,
+    expand_dyn_masks,
+    read_spatialvid,
+    remap_motion_labels,
+    sampled_fields,
+    sampled_fps,
+)
+from .video_io import fit_size, read_video, video_info, write_video
 
 
 FORMAT = "thinker4d-world/1"
@@ -126,123 +132,6 @@ def _seg_start(key: str) -> int:
     return int(str(key).split("->")[0])
 
 
-# --------------------------------------------------------------------------------------------------- video
-
-
-def write_video(path, frames: np.ndarray, fps: float, crf: int = 18) -> None:
-    """H.264 (yuv420p) mp4 with PyAV; single-threaded so the bytes are reproducible."""
-    import av
-
-    T, H, W, _ = frames.shape
-    if H % 2 or W % 2:
-        raise ValueError(f"mp4 (yuv420p) needs even frame sizes, got {H}x{W}; render an even size.")
-    with av.open(str(path), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        # x264's macroblock-tree rate control is not reproducible across processes; without it the bytes are.
-        stream.options = {"crf": str(crf), "preset": "medium", "threads": "1", "mbtree": "0"}
-        stream.codec_context.thread_count = 1
-        for f in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-
-
-def fit_size(height: int, width: int, max_size: int | None) -> tuple[int, int]:
-    """`(height, width)` scaled down (aspect kept) so the longer side is at most `max_size`; unchanged when it already
-    fits or `max_size` is `None`."""
-    if not max_size or max(height, width) <= max_size:
-        return int(height), int(width)
-    scale = max_size / max(height, width)
-    return max(1, round(height * scale)), max(1, round(width * scale))
-
-
-def video_info(path) -> dict:
-    """What a video's header says, without decoding: `num_frames` (0 when the container does not say), `fps`,
-    `height`, `width`.
-
-    Raises:
-        ValueError: when the file has no video stream.
-    """
-    import av
-
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError(f"{path} has no video stream (audio or data only?); re-encode it with a video track.")
-        stream = container.streams.video[0]
-        return {
-            "num_frames": int(stream.frames or 0),
-            "fps": float(stream.average_rate or stream.guessed_rate or 0) or 0.0,
-            "height": int(stream.codec_context.height),
-            "width": int(stream.codec_context.width),
-        }
-
-
-def read_video(path, indices=None, max_size: int | None = None) -> tuple[np.ndarray, float]:
-    """Decode an mp4 into (T,H,W,3) uint8 frames (only `indices`, when given) and its frame rate.
-
-    Frames are decoded one at a time and only the wanted ones are kept, each scaled down first so its longer side is at
-    most `max_size` (area interpolation, aspect kept): memory holds the kept frames at that size, never the video.
-
-    Raises:
-        ValueError: when the file has no video stream, or lacks frames listed in `indices`.
-    """
-    import av
-
-    wanted = None if indices is None else {int(i): k for k, i in enumerate(indices)}
-    out = {}
-    i = -1
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError(f"{path} has no video stream (audio or data only?); re-encode it with a video track.")
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or 0) or 0.0
-        for i, frame in enumerate(container.decode(stream)):
-            if wanted is None or i in wanted:
-                h, w = fit_size(frame.height, frame.width, max_size)
-                if (h, w) != (frame.height, frame.width):
-                    frame = frame.reformat(width=w, height=h, format="rgb24", interpolation="AREA")
-                out[i] = frame.to_ndarray(format="rgb24")
-            if wanted is not None and len(out) == len(wanted):
-                break
-    if wanted is not None and len(out) < len(wanted):
-        missing = sorted(set(wanted) - set(out))[:5]
-        raise ValueError(f"{path}: the video has no frames {missing} listed in indexes.txt (it has {i + 1} frames).")
-    frames = np.stack([out[k] for k in sorted(out)]) if out else np.zeros((0, 0, 0, 3), np.uint8)
-    return frames, fps
-
-
-def remap_motion_labels(labels: dict, indices) -> dict:
-    """`instructions.json` segments (`"start->end"` over the frames) re-expressed over the frames `indices` keeps;
-    a segment keeping fewer than two frames is dropped."""
-    pos = {int(i): k for k, i in enumerate(indices)}
-    out = {}
-    for key, value in labels.items():
-        a, b = (int(x) for x in str(key).split("->"))
-        inside = [k for i, k in pos.items() if a <= i <= b]
-        if len(inside) >= 2:
-            out[f"{min(inside)}->{max(inside)}"] = value
-    return out
-
-
-def sampled_fps(fps: float, indices) -> float:
-    """Frame rate of the frames `indices` keeps from a `fps` sequence (their mean spacing)."""
-    indices = np.asarray(indices)
-    span = float(indices[-1] - indices[0]) if len(indices) > 1 else 1.0
-    return float(fps * (len(indices) - 1) / span) if len(indices) > 1 and span > 0 else float(fps)
-
-
-def _selection(sample, num_frames: int, fps: float) -> np.ndarray:
-    """The frames a loader keeps: `sample(num_frames, fps)` (checked), or all of them."""
-    if sample is None:
-        return np.arange(num_frames, dtype=np.int64)
-    sel = np.asarray(sample(num_frames, fps), dtype=np.int64).reshape(-1)
-    if len(sel) and (sel.min() < 0 or sel.max() >= num_frames):
-        raise ValueError(f"sample returned frame indices outside 0..{num_frames - 1}: {sel.tolist()[:5]}")
-    return sel
-
-
 # --------------------------------------------------------------------------------------------------- save / load
 
 
@@ -310,27 +199,11 @@ def load_clip(path, video=None, max_size: int | None = None, sample=None) -> Cli
     if (path / "clip.json").is_file():
         return _load_world(path, video, max_size, sample)
     if (path / "poses.npy").is_file():
-        return _load_spatialvid(path, video, max_size, sample)
+        return Clip(**read_spatialvid(path, video, max_size, sample))
     raise FileNotFoundError(
         f"{path} is not a clip folder: expected clip.json (thinker4d world) or poses.npy + intrinsics.npy "
         "(SpatialVID annotations)."
     )
-
-
-def _intrinsics_to_K(intr: np.ndarray, W: int, H: int) -> np.ndarray:
-    fx, fy, cx, cy = np.asarray(intr, dtype=np.float64).reshape(-1, 4)[0]
-    return np.array([[fx * W, 0, cx * W], [0, fy * H, cy * H], [0, 0, 1]])
-
-
-def _read_indexes(path: Path, n: int) -> np.ndarray:
-    f = path / "indexes.txt"
-    if not f.is_file():
-        return np.arange(n, dtype=np.int64)
-    rows = [line.split() for line in f.read_text().splitlines() if line.strip()]
-    try:
-        return np.array([int(r[1] if len(r) > 1 else r[0]) for r in rows], dtype=np.int64)
-    except (ValueError, IndexError) as e:
-        raise ValueError(f"{f}: expected lines '<seq> <frame_idx>', got {rows[:2]!r}.") from e
 
 
 # every file `save_clip` writes, except the optional depth; masks and tracks only when the clip has objects
@@ -385,96 +258,29 @@ def _load_world(path: Path, video, max_size, sample) -> Clip:
     if bad:
         raise ValueError(f"{path / 'tracks.json'}: positions of {bad} do not have {T} entries (one per pose).")
     labels = json.loads((path / "instructions.json").read_text())
-    whole = len(sel) == T and np.array_equal(sel, np.arange(T))
     return Clip(
         clip_id=info["clip_id"],
-        frames=frames,
-        fps=fps if whole else sampled_fps(fps, sel),
-        K=_intrinsics_to_K(np.load(path / "intrinsics.npy"), W, H),
-        w2c=w2c[sel],
+        **sampled_fields(path, frames, fps, w2c, labels, sel),
         depth=depth,
         instance_ids=ids,
         object_names=names,
         objects=objects,
         tracks={n: t[sel] for n, t in tracks.items()},
-        motion_labels=labels if whole else remap_motion_labels(labels, sel),
         frame_indices=frame_indices[sel],
         meta=info.get("meta", {}),
     )
 
 
-def expand_dyn_masks(npz, frames=None) -> np.ndarray:
-    """SpatialVID `dyn_masks.npz` (per-frame CSR: `shape`, `f_{i}_data`, `f_{i}_indices`, `f_{i}_indptr`) -> (T,H,W) bool
-    (only the masks of `frames`, when given)."""
-    shape = tuple(int(s) for s in np.asarray(npz["shape"]).reshape(-1))
-    H, W = shape[-2:]
-    n = shape[0] if len(shape) == 3 else len([k for k in npz.files if k.endswith("_indptr")])
-    frames = range(n) if frames is None else [int(i) for i in frames]
-    out = np.zeros((len(frames), H, W), dtype=bool)
-    for k, i in enumerate(frames):
-        data, indices, indptr = npz[f"f_{i}_data"], npz[f"f_{i}_indices"], npz[f"f_{i}_indptr"]
-        rows = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
-        out[k, rows, indices] = data != 0
-    return out
-
-
-def _resize_nearest(masks: np.ndarray, H: int, W: int) -> np.ndarray:
-    if masks.shape[1:] == (H, W):
-        return masks
-    rows = (np.arange(H) * masks.shape[1] // H).clip(0, masks.shape[1] - 1)
-    cols = (np.arange(W) * masks.shape[2] // W).clip(0, masks.shape[2] - 1)
-    return masks[:, rows][:, :, cols]
-
-
-def _load_spatialvid(path: Path, video, max_size, sample) -> Clip:
-    w2c = pose_to_matrix(np.load(path / "poses.npy"))
-    indices = _read_indexes(path, len(w2c))
-    if len(indices) != len(w2c):
-        raise ValueError(f"{path}: indexes.txt lists {len(indices)} frames but poses.npy has {len(w2c)} poses.")
-    if video is None:
-        group, cid = path.parent.name, path.name
-        candidates = [path.parent.parent.parent / "videos" / group / f"{cid}.mp4", path / "video.mp4"]
-        video = next((c for c in candidates if c.is_file()), None)
-        if video is None:
-            raise FileNotFoundError(
-                f"No video for SpatialVID clip {path}: looked at {', '.join(map(str, candidates))}; pass video=<mp4>."
-            )
-    head = video_info(video)
-    video_fps = head["fps"]
-    interval = float(np.median(np.diff(indices))) if len(indices) > 1 else 1.0
-    T = len(indices)
-    fps = video_fps / max(interval, 1.0) if video_fps else 0.0
-    sel = _selection(sample, T, fps)
-    whole = len(sel) == T and np.array_equal(sel, np.arange(T))
-    frames, _ = read_video(video, indices[sel], max_size)
-    H, W = frames.shape[1:3]
-    ids, names, objects = None, [], []
-    if (path / "dyn_masks.npz").is_file():
-        npz = np.load(path / "dyn_masks.npz")
-        shape = tuple(int(x) for x in np.asarray(npz["shape"]).reshape(-1))
-        n = shape[0] if len(shape) == 3 else len([k for k in npz.files if k.endswith("_indptr")])
-        if n == T:
-            ids, names = _resize_nearest(expand_dyn_masks(npz, sel), H, W).astype(np.uint8), ["dynamic"]
-            objects = [{"name": "dynamic", "shape": None, "color": None, "size": None, "moving": True}]
-    depth = None
-    if (path / "depth.npz").is_file():
-        depth = np.load(path / "depth.npz")["depth"].astype(np.float32)
-        native = (T, head["height"], head["width"])
-        depth = _resize_nearest(depth[sel], H, W) if depth.shape == native else None
-    instr = path / "instructions.json"
-    labels = json.loads(instr.read_text()) if instr.is_file() else {}
-    return Clip(
-        clip_id=path.name,
-        frames=frames,
-        fps=fps if whole else sampled_fps(fps, sel),
-        K=_intrinsics_to_K(np.load(path / "intrinsics.npy"), W, H),
-        w2c=w2c[sel],
-        depth=depth,
-        instance_ids=ids,
-        object_names=names,
-        objects=objects,
-        tracks={},
-        motion_labels=labels if whole else remap_motion_labels(labels, sel),
-        frame_indices=indices[sel],
-        meta={"source": "spatialvid", "video": str(video), "video_fps": video_fps, "scale": "up-to-scale"},
-    )
+__all__ = [
+    "FORMAT",
+    "Clip",
+    "expand_dyn_masks",
+    "fit_size",
+    "load_clip",
+    "read_video",
+    "remap_motion_labels",
+    "sampled_fps",
+    "save_clip",
+    "video_info",
+    "write_video",
+]

@@ -1,19 +1,35 @@
 """Ground-truth multiple-choice questions computed from a clip's geometry (https://huggingface.co/papers/2605.05997).
 
-What differs from the paper:
-
-1. The paper's questions come from DSR-Train (teacher-labelled) and from SpatialVID camera labels; here every label is
-   computed from exact poses, tracks and masks. A generator returns `None` rather than guess when the geometry is in
-   a dead band between classes (e.g. an oblique motion for a left/right question) or the object is barely visible.
-2. Thresholds are fixed and stated in the question where a person needs them (speeds are in m/s, and the ground
-   tiles are 1 m wide).
+This module names the question tasks and asks them; the generators live in `camera_questions.py` (camera motion, from
+poses) and `object_questions.py` (object motion, from tracks and masks), whose docstrings say what differs from the
+paper. Every generator returns `None` rather than guess when the geometry does not support an unambiguous label.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .camera import _AXIS, CAMERA_MOTIONS, STAY, canonical_motion, motion_label_text
+from .camera_questions import camera_motion
+from .mcq import LETTERS, place_answer
+from .object_questions import (
+    CLOSER,
+    DOMINANCE,
+    FARTHER,
+    FAST_MIN,
+    MIN_MOVE_M,
+    MIN_STATE_INTERVALS,
+    SAME_BAND,
+    SLOW_MAX,
+    STILL_SPEED,
+    object_bbox,
+    object_direction,
+    object_distance,
+    object_motion_state,
+    object_relative_direction,
+    object_relative_distance,
+    object_speed,
+    object_speed_compare,
+)
 
 
 QUESTION_TASKS = (
@@ -27,467 +43,6 @@ QUESTION_TASKS = (
     "object_motion_state",
     "object_bbox",
 )
-LETTERS = "ABCDEFGH"
-
-MIN_MOVE_M = 0.3  # displacement below which "direction" is not asked
-STILL_SPEED = 0.05  # m/s below which an object counts as not moving
-SLOW_MAX, FAST_MIN = 0.75, 1.0  # m/s; speeds in between are not labelled
-DOMINANCE = 2.0  # the dominant axis must be this many times the other one
-CLOSER, FARTHER, SAME_BAND = 0.85, 1.15, 0.05
-MIN_STATE_INTERVALS = 2  # frame intervals an object must spend moving, and still, to count as "stops" / "starts"
-
-
-def _requires(min_frames: int):
-    """Declare the fewest frames a generator's question can be asked on (2 for any question about a change between
-    frames); `ask` enforces it (returns `None` below it) and `task_min_frames` reports it, so a build can refuse
-    settings under which a task never has a question."""
-
-    def mark(fn):
-        fn.min_frames = int(min_frames)
-        return fn
-
-    return mark
-
-
-def place_answer(correct: str, distractors: list, rng, answer_index: int | None) -> tuple[list, str]:
-    """`(options, letter)`: the distinct distractors (minus `correct`) shuffled by `rng`, with `correct` inserted at
-    `answer_index % num_options` (random when `None`). Every question of the world and of the synthesis pipeline
-    places its answer this way."""
-    distractors = [d for d in dict.fromkeys(distractors) if d != correct]
-    opts = list(distractors)
-    rng.shuffle(opts)
-    n = len(opts) + 1
-    idx = int(rng.integers(n)) if answer_index is None else int(answer_index) % n
-    opts.insert(idx, correct)
-    return opts, LETTERS[idx]
-
-
-def _question(task, question, correct, distractors, label, rng, answer_index):
-    options, letter = place_answer(correct, distractors, rng, answer_index)
-    return {
-        "task": task,
-        "question": question,
-        "options": options,
-        "answer": letter,
-        "answer_text": correct,
-        "label": label,
-        "label_source": "geometry",
-    }
-
-
-# --------------------------------------------------------------------------------------------------- geometry helpers
-
-
-def _min_pixels(clip) -> int:
-    return max(12, clip.height * clip.width // 800)
-
-
-def _visible(clip, name: str, frames) -> bool:
-    if clip.instance_ids is None or name not in clip.object_names:
-        return False
-    i = clip.object_names.index(name) + 1
-    return all(int((clip.instance_ids[f] == i).sum()) >= _min_pixels(clip) for f in frames)
-
-
-def _ground_axes(clip):
-    """Right and forward unit vectors of the first camera, projected on the ground plane (world)."""
-    R0 = clip.c2w[0, :3, :3]
-    right, fwd = R0[:, 0].copy(), R0[:, 2].copy()
-    right[2] = fwd[2] = 0
-    return right / np.linalg.norm(right), fwd / np.linalg.norm(fwd)
-
-
-def _speeds(clip, name: str) -> np.ndarray:
-    tr = np.asarray(clip.tracks[name])
-    return np.linalg.norm(np.diff(tr, axis=0), axis=1) * clip.fps
-
-
-def _moving_speed(clip, name: str) -> float:
-    """Speed while moving (m/s): the largest per-frame speed (objects move at constant velocity)."""
-    s = _speeds(clip, name)
-    return float(s.max()) if len(s) else 0.0
-
-
-def _candidates(clip, rng, need_tracks=True) -> list:
-    """Object names in random order, moving objects first (static ones make every motion answer trivial)."""
-    names = [n for n in clip.object_names if (not need_tracks or n in clip.tracks)]
-    names = [names[i] for i in rng.permutation(len(names))]
-    moving = {o["name"] for o in clip.objects if o.get("moving")}
-    return [n for n in names if n in moving] + [n for n in names if n not in moving]
-
-
-def _pairs(clip, rng) -> list:
-    names = _candidates(clip, rng)
-    return [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-
-
-# --------------------------------------------------------------------------------------------------- tasks
-
-
-@_requires(min_frames=2)
-def camera_motion(clip, rng, answer_index=None, camera_motions=None, **_):
-    """How does the camera move? Labels come from `clip.motion_labels` (computed from poses).
-
-    With `camera_motions` (a vocabulary of at least 4 classes), the distractors are drawn from that vocabulary only
-    (the opposite motion first when it is in it), so a world restricted to those classes asks fair questions.
-    """
-    text = clip.camera_motion
-    if " then " in text:
-        return None
-    labels = canonical_motion(text)
-    if camera_motions:
-        vocab = [motion_label_text(canonical_motion(m)) or STAY for m in camera_motions]
-        if len(set(vocab)) < 4:
-            raise ValueError(f"camera_motions needs at least 4 distinct classes for 4 options, got {camera_motions}.")
-        if text not in vocab:
-            return None
-        first = [o for o in ([_opposite(labels[0])] if len(labels) == 1 else []) if o in vocab and o != text]
-        rest = [m for m in dict.fromkeys(vocab) if m != text and m not in first]
-        picks = [rest[i] for i in rng.choice(len(rest), 3 - len(first), replace=False)]
-        return _question(
-            "camera_motion",
-            "How does the camera move during the video?",
-            text,
-            first + picks,
-            {"camera_motion": text, "labels": list(labels) or [STAY]},
-            rng,
-            answer_index,
-        )
-    if not labels:
-        distractors = [CAMERA_MOTIONS[i] for i in rng.choice(len(CAMERA_MOTIONS), 3, replace=False)]
-    elif len(labels) == 1:
-        opposite = _opposite(labels[0])
-        others = [m for m in CAMERA_MOTIONS if m not in (labels[0], opposite)]
-        distractors = [opposite] + [others[i] for i in rng.choice(len(others), 2, replace=False)]
-    else:
-        a, b = labels
-        distractors = [
-            motion_label_text([_opposite(a), b]),
-            motion_label_text([a, _opposite(b)]),
-            motion_label_text([_opposite(a), _opposite(b)]),
-        ]
-    return _question(
-        "camera_motion",
-        "How does the camera move during the video?",
-        text,
-        distractors,
-        {"camera_motion": text, "labels": list(labels) or [STAY]},
-        rng,
-        answer_index,
-    )
-
-
-def _opposite(name: str) -> str:
-    axis, sign = _AXIS[name]
-    return next(n for n, (a, s) in _AXIS.items() if a == axis and s == -sign)
-
-
-@_requires(min_frames=2)
-def object_direction(clip, rng, answer_index=None, **_):
-    """Direction of an object's motion relative to the first camera view: left / right / toward / away."""
-    T = clip.num_frames
-    right, fwd = _ground_axes(clip)
-    cam0 = clip.c2w[0, :3, 3]
-    for name in _candidates(clip, rng):
-        tr = np.asarray(clip.tracks[name])
-        delta = tr[-1] - tr[0]
-        if np.linalg.norm(delta) < MIN_MOVE_M or not _visible(clip, name, [0, T - 1]):
-            continue
-        lat, dep = float(delta @ right), float(delta @ fwd)
-        # "toward"/"away" compares distances to the camera, so the sign of dep must agree with the distance change
-        d0, d1 = np.linalg.norm(tr[0] - cam0), np.linalg.norm(tr[-1] - cam0)
-        if abs(lat) >= DOMINANCE * abs(dep):
-            answer = "Right" if lat > 0 else "Left"
-        elif abs(dep) >= DOMINANCE * abs(lat) and (d1 < d0) == (dep < 0):
-            answer = "Away from the camera" if dep > 0 else "Toward the camera"
-        else:
-            continue
-        return _question(
-            "object_direction",
-            f"Seen from the camera's starting viewpoint, in which direction does the {name} move?",
-            answer,
-            ["Left", "Right", "Toward the camera", "Away from the camera"],
-            {"object": name, "direction": answer, "lateral_m": round(lat, 3), "forward_m": round(dep, 3)},
-            rng,
-            answer_index,
-        )
-    return None
-
-
-@_requires(min_frames=2)
-def object_relative_direction(clip, rng, answer_index=None, **_):
-    """Do two moving objects move in the same, opposite or perpendicular directions?"""
-    T = clip.num_frames
-    for a, b in _pairs(clip, rng):
-        da = np.asarray(clip.tracks[a])[-1] - np.asarray(clip.tracks[a])[0]
-        db = np.asarray(clip.tracks[b])[-1] - np.asarray(clip.tracks[b])[0]
-        da[2] = db[2] = 0
-        if min(np.linalg.norm(da), np.linalg.norm(db)) < MIN_MOVE_M or not _visible(clip, a, [0, T - 1]):
-            continue
-        if not _visible(clip, b, [0, T - 1]):
-            continue
-        angle = float(np.degrees(np.arccos(np.clip(da @ db / np.linalg.norm(da) / np.linalg.norm(db), -1, 1))))
-        if angle < 25:
-            answer = "The same direction"
-        elif angle > 155:
-            answer = "Opposite directions"
-        elif 65 < angle < 115:
-            answer = "Perpendicular directions"
-        else:
-            continue
-        return _question(
-            "object_relative_direction",
-            f"Compare how the {a} and the {b} move. Do they move in the same direction?",
-            answer,
-            ["The same direction", "Opposite directions", "Perpendicular directions"],
-            {"objects": [a, b], "relation": answer, "angle_deg": round(angle, 1)},
-            rng,
-            answer_index,
-        )
-    return None
-
-
-def _distance_class(d0: float, d1: float) -> str | None:
-    r = d1 / max(d0, 1e-9)
-    if r < CLOSER:
-        return "Closer"
-    if r > FARTHER:
-        return "Farther"
-    if abs(r - 1) < SAME_BAND:
-        return "About the same distance"
-    return None
-
-
-@_requires(min_frames=2)
-def object_distance(clip, rng, answer_index=None, **_):
-    """Does an object get closer to or farther from the camera (camera motion included)?"""
-    T = clip.num_frames
-    cams = clip.c2w[:, :3, 3]
-    for name in _candidates(clip, rng):
-        tr = np.asarray(clip.tracks[name])
-        if not _visible(clip, name, [0, T - 1]):
-            continue
-        d0, d1 = float(np.linalg.norm(tr[0] - cams[0])), float(np.linalg.norm(tr[-1] - cams[-1]))
-        answer = _distance_class(d0, d1)
-        if answer is None:
-            continue
-        return _question(
-            "object_distance",
-            f"Between the first and the last frame, does the {name} get closer to or farther from the camera?",
-            answer,
-            ["Closer", "Farther", "About the same distance"],
-            {
-                "object": name,
-                "distance_change": answer.split()[0].lower() if answer != "About the same distance" else "same",
-                "start_m": round(d0, 3),
-                "end_m": round(d1, 3),
-            },
-            rng,
-            answer_index,
-        )
-    return None
-
-
-@_requires(min_frames=2)
-def object_relative_distance(clip, rng, answer_index=None, **_):
-    """Do two objects get closer to or farther from each other?"""
-    T = clip.num_frames
-    for a, b in _pairs(clip, rng):
-        ta, tb = np.asarray(clip.tracks[a]), np.asarray(clip.tracks[b])
-        if not (_visible(clip, a, [0, T - 1]) and _visible(clip, b, [0, T - 1])):
-            continue
-        d0, d1 = float(np.linalg.norm(ta[0] - tb[0])), float(np.linalg.norm(ta[-1] - tb[-1]))
-        answer = _distance_class(d0, d1)
-        if answer is None:
-            continue
-        answer = {"Closer": "Closer together", "Farther": "Farther apart"}.get(answer, answer)
-        return _question(
-            "object_relative_distance",
-            f"Between the first and the last frame, do the {a} and the {b} get closer together or farther apart?",
-            answer,
-            ["Closer together", "Farther apart", "About the same distance"],
-            {"objects": [a, b], "distance_change": answer, "start_m": round(d0, 3), "end_m": round(d1, 3)},
-            rng,
-            answer_index,
-        )
-    return None
-
-
-def _speed_class(speed: float) -> str | None:
-    if speed < STILL_SPEED:
-        return "It does not move"
-    if speed <= SLOW_MAX:
-        return "Slowly (under 1 m/s)"
-    if speed >= FAST_MIN:
-        return "Quickly (over 1 m/s)"
-    return None
-
-
-@_requires(min_frames=2)
-def object_speed(clip, rng, answer_index=None, **_):
-    """Speed class of an object while it moves: not moving / slow / fast."""
-    T = clip.num_frames
-    for name in _candidates(clip, rng):
-        if not _visible(clip, name, [0, T - 1]):
-            continue
-        speed = _moving_speed(clip, name)
-        answer = _speed_class(speed)
-        if answer is None:
-            continue
-        return _question(
-            "object_speed",
-            f"How fast does the {name} move while it is moving? (The ground tiles are 1 m wide; the video lasts "
-            f"{T / clip.fps:.1f} s.)",
-            answer,
-            ["It does not move", "Slowly (under 1 m/s)", "Quickly (over 1 m/s)"],
-            {"object": name, "speed_class": answer, "speed_m_s": round(speed, 3)},
-            rng,
-            answer_index,
-        )
-    return None
-
-
-@_requires(min_frames=2)
-def object_speed_compare(clip, rng, answer_index=None, **_):
-    """Which of two objects moves faster (speed while moving)?"""
-    T = clip.num_frames
-    same = "They move at about the same speed"
-    for a, b in _pairs(clip, rng):
-        if not (_visible(clip, a, [0, T - 1]) and _visible(clip, b, [0, T - 1])):
-            continue
-        sa, sb = _moving_speed(clip, a), _moving_speed(clip, b)
-        if max(sa, sb) < STILL_SPEED:
-            continue
-        ratio = max(sa, sb) / max(min(sa, sb), 1e-9)
-        if ratio >= 1.5:
-            answer = f"The {a}" if sa > sb else f"The {b}"
-        elif ratio < 1.1 and min(sa, sb) > STILL_SPEED:
-            answer = same
-        else:
-            continue
-        return _question(
-            "object_speed_compare",
-            f"Which moves faster while moving, the {a} or the {b}?",
-            answer,
-            [f"The {a}", f"The {b}", same],
-            {"objects": [a, b], "faster": answer, "speeds_m_s": [round(sa, 3), round(sb, 3)]},
-            rng,
-            answer_index,
-        )
-    return None
-
-
-# "stops" / "starts" need MIN_STATE_INTERVALS moving and MIN_STATE_INTERVALS still frame intervals, and T frames have
-# T - 1 intervals; with fewer frames two of the four options could never be the answer
-@_requires(min_frames=2 * MIN_STATE_INTERVALS + 1)
-def object_motion_state(clip, rng, answer_index=None, **_):
-    """Does an object move throughout, stop, start, or not move at all?"""
-    T = clip.num_frames
-    options = [
-        "It moves throughout the video",
-        "It moves, then stops",
-        "It is still, then starts moving",
-        "It does not move",
-    ]
-    for name in _candidates(clip, rng):
-        if not _visible(clip, name, [0, T // 2, T - 1]):
-            continue
-        moving = _speeds(clip, name) > STILL_SPEED
-        n = len(moving)
-        changes = int(np.count_nonzero(moving[1:] != moving[:-1]))
-        if moving.all():
-            answer = options[0]
-        elif not moving.any():
-            answer = options[3]
-        elif changes == 1 and MIN_STATE_INTERVALS <= moving.sum() <= n - MIN_STATE_INTERVALS:
-            answer = options[1] if moving[0] else options[2]
-        else:
-            continue
-        k = int(np.argmax(moving != moving[0])) if changes else None
-        return _question(
-            "object_motion_state",
-            f"Which best describes the motion of the {name} during the video?",
-            answer,
-            options,
-            {"object": name, "state": answer, "change_frame": k},
-            rng,
-            answer_index,
-        )
-    return None
-
-
-def _bbox(mask: np.ndarray) -> tuple | None:
-    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-    if not len(rows):
-        return None
-    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
-
-
-def _norm_box(box, W, H) -> tuple:
-    x1, y1, x2, y2 = box
-    return (round(x1 / W * 1000), round(y1 / H * 1000), round(x2 / W * 1000), round(y2 / H * 1000))
-
-
-def _iou(a, b) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / max(area, 1e-9)
-
-
-@_requires(min_frames=1)
-def object_bbox(clip, rng, answer_index=None, **_):
-    """Which box encloses an object in a given frame (from its instance mask)?"""
-    if clip.instance_ids is None:
-        return None
-    T, H, W = clip.num_frames, clip.height, clip.width
-    for name in _candidates(clip, rng, need_tracks=False):
-        f = int(rng.choice([0, T // 2, T - 1]))
-        if not _visible(clip, name, [f]):
-            continue
-        box = _norm_box(_bbox(clip.instance_ids[f] == clip.object_names.index(name) + 1), W, H)
-        bw, bh = box[2] - box[0], box[3] - box[1]
-        distractors = []
-        for other in clip.object_names:
-            ob = _bbox(clip.instance_ids[f] == clip.object_names.index(other) + 1)
-            if other != name and ob is not None:
-                distractors.append(_norm_box(ob, W, H))
-        for _ in range(40):
-            dx, dy = rng.uniform(-1, 1, 2) * 1000 * 0.45
-            s = rng.uniform(0.7, 1.4)
-            cx, cy = (box[0] + box[2]) / 2 + dx, (box[1] + box[3]) / 2 + dy
-            nb = (cx - bw * s / 2, cy - bh * s / 2, cx + bw * s / 2, cy + bh * s / 2)
-            if nb[0] < 0 or nb[1] < 0 or nb[2] > 1000 or nb[3] > 1000:
-                continue
-            distractors.append(tuple(int(round(x)) for x in nb))
-        distractors = [d for d in dict.fromkeys(distractors) if _iou(d, box) < 0.25]
-        picked = []
-        for d in distractors:
-            if all(_iou(d, p) < 0.5 for p in picked):
-                picked.append(d)
-            if len(picked) == 3:
-                break
-        if len(picked) < 3:
-            continue
-        fmt = lambda b: "[" + ", ".join(str(int(x)) for x in b) + "]"  # noqa: E731
-        return _question(
-            "object_bbox",
-            f"Which box [x1, y1, x2, y2] encloses the {name} in frame {f + 1} of {T}? Coordinates run from 0 to 1000, "
-            "with (0, 0) at the top-left corner.",
-            fmt(box),
-            [fmt(p) for p in picked],
-            {
-                "object": name,
-                "frame": f,
-                "bbox_1000": list(box),
-                "bbox_px": list(_bbox(clip.instance_ids[f] == clip.object_names.index(name) + 1)),
-            },
-            rng,
-            answer_index,
-        )
-    return None
-
 
 TASK_FUNCTIONS = {
     "camera_motion": camera_motion,
@@ -563,3 +118,33 @@ def generate_questions(clip, tasks=None, seed: int = 0) -> list[dict]:
         if q is not None:
             out.append(q)
     return out
+
+
+__all__ = [
+    "CLOSER",
+    "DOMINANCE",
+    "FARTHER",
+    "FAST_MIN",
+    "LETTERS",
+    "MIN_MOVE_M",
+    "MIN_STATE_INTERVALS",
+    "QUESTION_TASKS",
+    "SAME_BAND",
+    "SLOW_MAX",
+    "STILL_SPEED",
+    "TASK_FUNCTIONS",
+    "ask",
+    "camera_motion",
+    "generate_questions",
+    "object_bbox",
+    "object_direction",
+    "object_distance",
+    "object_motion_state",
+    "object_relative_direction",
+    "object_relative_distance",
+    "object_speed",
+    "object_speed_compare",
+    "place_answer",
+    "task_min_frames",
+    "unsupported_tasks",
+]

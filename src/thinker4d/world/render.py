@@ -99,7 +99,7 @@ def _intersect(shape: str, center, size, yaw, o, d):
         hit = disc > 0
         t = np.where(hit, (-b - np.sqrt(np.maximum(disc, 0))) / a, np.inf)
         t = np.where(t > NEAR, t, np.inf)
-        normal = (oc[None] + t[:, None] * d) / r
+        normal = (oc[None] + np.where(np.isfinite(t), t, 0)[:, None] * d) / r  # a miss times a 0 component: nan
         return t, normal
     if shape == "cube":
         cy, sy = np.cos(np.deg2rad(yaw)), np.sin(np.deg2rad(yaw))
@@ -126,7 +126,7 @@ def _intersect(shape: str, center, size, yaw, o, d):
         cc = oc[0] ** 2 + oc[1] ** 2 - r * r
         disc = b * b - a * cc
         ts = np.where(disc > 0, (-b - np.sqrt(np.maximum(disc, 0))) / np.maximum(a, 1e-12), np.inf)
-        zs = oc[2] + ts * d[:, 2]
+        zs = oc[2] + np.where(np.isfinite(ts), ts, 0) * d[:, 2]  # a miss stays one: ts is inf there
         ts = np.where((np.abs(zs) <= hh) & (ts > NEAR), ts, np.inf)
         dz = np.where(np.abs(d[:, 2]) < 1e-9, 1e-9, d[:, 2])
         cap_z = np.where(oc[2] > 0, hh, -hh).astype(np.float32)
@@ -200,12 +200,14 @@ def render_spec(spec: ClipSpec) -> Clip:
     o = c2w[:, :3, 3].astype(np.float32)
     # world ray directions (T, HW) per component, with unit camera z, so the ray parameter t is the z-depth
     dx, dy, dz = (R[:, k, 0, None] * U + R[:, k, 1, None] * V + R[:, k, 2, None] for k in range(3))
+    down = dz < -1e-7  # only rays going down meet the ground plane
     t_ground = np.full_like(dz, np.inf)
-    np.divide(-o[:, 2, None], dz, out=t_ground, where=dz < -1e-7)
-    gx = o[:, 0, None] + t_ground * dx
-    gy = o[:, 1, None] + t_ground * dy
-    with np.errstate(invalid="ignore"):
-        ground = (gx * gx + gy * gy < np.float32(SKY_RADIUS**2)).ravel()  # the ground hit lies inside the dome
+    np.divide(-o[:, 2, None], dz, out=t_ground, where=down)
+    # the hit point of the other rays is never used; t = 0 there, since inf * 0 (a ray with dx or dy exactly 0) is nan
+    t_hit = np.where(down, t_ground, np.float32(0))
+    gx = o[:, 0, None] + t_hit * dx
+    gy = o[:, 1, None] + t_hit * dy
+    ground = (down & (gx * gx + gy * gy < np.float32(SKY_RADIUS**2))).ravel()  # the ground hit lies inside the dome
     depth = t_ground.ravel()
     si = np.flatnonzero(~ground)
     frame_sky = si // (H * W)

@@ -2,7 +2,8 @@
 
 Paper: https://huggingface.co/papers/2605.05997
 
-Load it from the installed package (`evaluate.load` takes the path of this file):
+Load it from the installed package: `evaluate.load` takes this folder (evaluate's layout: the script is named like
+its folder, next to the README.md metric card) or the path of this file.
 
 ```python
 >>> import evaluate
@@ -51,8 +52,7 @@ class Thinker4dMcq(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, subtasks=None, options=None, errors=None):
-        from thinker4d.eval.metrics import score_records
-        from thinker4d.eval.parsing import extract_choice, extract_choice_lenient
+        from thinker4d.eval import extract_choice, extract_choice_lenient, score_records
         from thinker4d.prompting import LETTERS
 
         n = len(predictions)
