@@ -226,7 +226,7 @@ def _verdict_sentences(verdict: str) -> list[list[float]]:
 
 
 def test_verdict_reports_the_target_and_the_text_baseline_honestly():
-    from thinker4d.quickstart import _verdict
+    from thinker4d.quickstart.report import _verdict
 
     good = {"chance": {"camera_motion": 0.25}, "text_cot": {"camera_motion": 0.5}, "dift": {"camera_motion": 0.6}}
     verdict = _verdict(good, {"dift": {"camera_motion": 0.97}})
