@@ -1,4 +1,9 @@
-"""[`run_quickstart`]: every stage in order, reusing the finished ones, then `summary.json` and the report."""
+"""[`run_quickstart`]: every stage in order, reusing the finished ones, then `summary.json` and the report.
+
+The terminal gets one line per stage, one progress bar per training stage (its log dicts go to
+`train_<model>/log_history.jsonl`, [`thinker4d.trainers.TrainingProgressCallback`]) and the evaluation bars; the
+progress bars of datasets and transformers (every `.map`, loading and writing weights) are off during the run.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ import logging
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
-from .config import CACHE_DIR, QuickstartConfig
+from .config import CACHE_DIR, LABELS, QuickstartConfig
 from .evaluation import answer_text_accuracy, chance_accuracy, reasoning_trace, stage_eval
 from .report import write_report
 from .stages import (
@@ -29,22 +35,67 @@ from .training import stage_grpo, stage_train
 logger = logging.getLogger(__name__)
 
 
+@contextmanager
+def _library_bars_off():
+    """Turn the progress bars of datasets and transformers off, and back to how they were afterwards."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets_on, transformers_on = datasets.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if datasets_on:
+            datasets.enable_progress_bars()
+        if transformers_on:
+            hf_logging.enable_progress_bar()
+
+
+def _stage_plan(cfg: QuickstartConfig) -> dict[str, str]:
+    """Every stage this run goes through, in order, with what it does (one terminal line each)."""
+    trained = ["warmup"] * (cfg.warmup_steps > 0) + ["raw_qa", "text_cot", "dift"]
+    plan = {
+        "data": f"4D CoT synthesis from {cfg.train_clips} synthetic clips",
+        "synthdsr": f"{cfg.eval_questions} held-out SynthDSR questions",
+        "init": "tiny Qwen2.5-VL and its BPE tokenizer",
+    }
+    for name in trained:
+        steps = cfg.warmup_steps if name == "warmup" else cfg.sft_steps
+        plan[f"train_{name}"] = f"{LABELS[name]}, {steps} steps"
+    if cfg.grpo_steps > 0:
+        plan["train_dift_grpo"] = f"{LABELS['dift_grpo']}, {cfg.grpo_steps} steps"
+    for name in ["untrained", "raw_qa", "text_cot", "dift"] + ["dift_grpo"] * (cfg.grpo_steps > 0):
+        plan[f"eval_{name}"] = f"{LABELS[name]} on SynthDSR"
+    return plan
+
+
 def run_quickstart(
     cfg: QuickstartConfig | None = None, output_dir: str | os.PathLike = "thinker4d_quickstart"
 ) -> dict:
     """Run (or resume) the whole quickstart; returns `summary.json`'s content."""
-    import torch
-
     cfg = cfg or QuickstartConfig()
     root = Path(output_dir)
     _settings_guard(root, cfg)
+    with _library_bars_off():
+        return _run(cfg, root)
+
+
+def _run(cfg: QuickstartConfig, root: Path) -> dict:
+    import torch
+
     torch.manual_seed(cfg.seed)
     timings: dict[str, float | None] = {}
     reused: list[str] = []
+    plan = _stage_plan(cfg)
+    print(f"thinker4d quickstart: {len(plan)} stages into {root} (the same command resumes an interrupted run)")
 
     def timed(name, fn, *a):
         # A reused stage keeps the time recorded when it ran (None for a marker written without one).
         stage = Stage(root, name)
+        number = f"[{list(plan).index(name) + 1}/{len(plan)}] {name}"
+        print(f"{number}: reused from an earlier run" if stage.done else f"{number}: {plan[name]}", flush=True)
         if stage.done:
             out = fn(*a)
             timings[name] = stage.info().get("seconds")

@@ -75,7 +75,7 @@ def stage_data(root: Path, cfg: QuickstartConfig) -> Path:
             cot_style="compact",
             seed=cfg.seed,
         )
-        report = run_synthesis(synth, stage.dir / "dataset", resume=True)
+        report = run_synthesis(synth, stage.dir / "dataset", resume=True, progress=False)
         stage.finish(report={k: v for k, v in report.items() if k in ("rows", "stats", "errors", "timings")})
     return stage.dir / "dataset"
 
@@ -94,6 +94,7 @@ def stage_synthdsr(root: Path, cfg: QuickstartConfig) -> Path:
             fps=cfg.fps,
             tasks=list(cfg.tasks),
             camera_motions=list(cfg.camera_motions),
+            progress=False,
         )
         stage.finish(rows=len(ds))
     return stage.dir / "benchmark"

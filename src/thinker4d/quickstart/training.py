@@ -18,7 +18,7 @@ def stage_train(root: Path, cfg: QuickstartConfig, name: str, init_dir: Path, tr
     out = stage.dir / "model"
     if stage.done:
         return out
-    from thinker4d.trainers import DIFTConfig, DIFTTrainer
+    from thinker4d.trainers import DIFTConfig, DIFTTrainer, use_training_progress
 
     steps = cfg.warmup_steps if name == "warmup" else cfg.sft_steps
     args = DIFTConfig(
@@ -59,6 +59,7 @@ def stage_train(root: Path, cfg: QuickstartConfig, name: str, init_dir: Path, tr
     else:
         rows = option_order_variants(train, cfg.option_orders, cfg.seed)
     trainer = DIFTTrainer(model=str(init_dir), args=args, train_dataset=rows)
+    use_training_progress(trainer, description=stage.name, log_file=stage.dir / "log_history.jsonl")
     last = _last_checkpoint(stage.dir / "checkpoints")
     t0 = time.time()
     trainer.train(resume_from_checkpoint=last)
@@ -83,7 +84,7 @@ def stage_grpo(root: Path, cfg: QuickstartConfig, dift_dir: Path, train, budget:
         return out
     from transformers import AutoProcessor
 
-    from thinker4d.trainers import LatentGRPOConfig, LatentGRPOTrainer
+    from thinker4d.trainers import LatentGRPOConfig, LatentGRPOTrainer, use_training_progress
 
     processor = AutoProcessor.from_pretrained(str(dift_dir))
     rl_rows = train.remove_columns([c for c in ("cot", "imagery") if c in train.column_names])
@@ -111,6 +112,7 @@ def stage_grpo(root: Path, cfg: QuickstartConfig, dift_dir: Path, train, budget:
         activation_checkpointing=False,
     )
     trainer = LatentGRPOTrainer(model=str(dift_dir), args=args, train_dataset=rl_rows, processing_class=processor)
+    use_training_progress(trainer, description=stage.name, log_file=stage.dir / "log_history.jsonl")
     last = _last_checkpoint(stage.dir / "checkpoints")
     t0 = time.time()
     trainer.train(resume_from_checkpoint=last)
