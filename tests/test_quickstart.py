@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from thinker4d.quickstart import MODELS, QuickstartConfig, option_reading_rows, run_quickstart
+from thinker4d.quickstart.runner import _stage_plan
 
 
 TOY = dict(
@@ -77,9 +78,27 @@ def test_option_reading_rows_are_valid_and_answerable_from_the_options():
         option_reading_rows(Dataset.from_list([{"id": "a", "frames": frames, "fps": 1.0, "options": ["x", "x"]}]))
 
 
-def test_quickstart_end_to_end_and_resume(tmp_path):
+def test_quickstart_end_to_end_and_resume(tmp_path, capfd):
     cfg = QuickstartConfig(**TOY)
     summary = run_quickstart(cfg, tmp_path)
+    # a short terminal: a line per stage, a bar and a summary line per training stage, no log dicts; every log dict is
+    # in the stage's log_history.jsonl instead (the same entries as its log_history.json)
+    out, err = capfd.readouterr()
+    assert (out + err).count("\n") < 60, out + err  # lines on a terminal (a bar redraws its line with "\r")
+    assert "{'loss'" not in out + err and "'train_runtime'" not in out + err
+    assert [line for line in out.splitlines() if line.startswith("[")] == [
+        f"[{i}/13] {name}: {line}" for i, (name, line) in enumerate(_stage_plan(cfg).items(), 1)
+    ]
+    trained = ("warmup", "raw_qa", "text_cot", "dift", "dift_grpo")
+    for name in trained:
+        history = json.loads((tmp_path / f"train_{name}" / "log_history.json").read_text())
+        logged = [
+            json.loads(line) for line in (tmp_path / f"train_{name}" / "log_history.jsonl").read_text().splitlines()
+        ]
+        assert logged == history and history, name
+        assert f"train_{name}: {history[-1]['step']} step" in out
+    grpo = json.loads((tmp_path / "train_dift_grpo" / "log_history.json").read_text())
+    assert [h["step"] for h in grpo if "reward" in h] == list(range(1, TOY["grpo_steps"] + 1))
     for name in ("chance", *MODELS):
         assert name in summary, name
         accs = summary[name]
@@ -226,7 +245,7 @@ def _verdict_sentences(verdict: str) -> list[list[float]]:
 
 
 def test_verdict_reports_the_target_and_the_text_baseline_honestly():
-    from thinker4d.quickstart import _verdict
+    from thinker4d.quickstart.report import _verdict
 
     good = {"chance": {"camera_motion": 0.25}, "text_cot": {"camera_motion": 0.5}, "dift": {"camera_motion": 0.6}}
     verdict = _verdict(good, {"dift": {"camera_motion": 0.97}})

@@ -3,7 +3,7 @@
 Every [`DIFTConfig`] / `TrainingArguments` field is a flag; `--config x.yaml` (or `--config=x.yaml`) supplies defaults
 that flags override. `--resume_from_checkpoint` takes a `checkpoint-N` folder, an output folder or `true` (the last
 complete checkpoint of `--output_dir`); incomplete checkpoints (a run killed while writing one) are skipped with a
-warning.
+warning. The terminal shows a progress bar with the latest loss; the log dicts go to `<output_dir>/log_history.jsonl`.
 
 ```bash
 thinker4d dift --model Qwen/Qwen2.5-VL-3B-Instruct --dataset my/4d-cot --output_dir Qwen2.5-VL-3B-DIFT
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from transformers import set_seed
 
-    from thinker4d.trainers import DIFTTrainer
+    from thinker4d.trainers import DIFTTrainer, use_training_progress
     from thinker4d.trainers.checkpointing import resolve_resume_checkpoint
 
     from .options import check_model, input_errors
@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_dataset=eval_data,
         peft_config=peft_config,
     )
+    use_training_progress(trainer, description="dift")  # a bar instead of a printed dict per log; dicts go to a file
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
     if trainer.accelerator.is_main_process:

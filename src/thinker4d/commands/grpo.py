@@ -3,7 +3,8 @@
 Every [`LatentGRPOConfig`] field is a flag; `--config x.yaml` (or `--config=x.yaml`) supplies defaults that flags
 override (an `env:` mapping in it sets environment variables, as in trl). `--resume_from_checkpoint` takes a
 `checkpoint-N` folder, an output folder or `true` (the last complete checkpoint of `--output_dir`) and continues that
-run's step count, optimizer and RNG states; incomplete checkpoints are skipped with a warning.
+run's step count, optimizer and RNG states; incomplete checkpoints are skipped with a warning. The terminal shows a
+progress bar with the latest loss and reward; the log dicts go to `<output_dir>/log_history.jsonl`.
 
 ```bash
 thinker4d grpo --config examples/recipes/Qwen2.5-VL-3B/grpo/config_paper.yaml
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     import thinker4d.models  # noqa: F401 -- registers the thinker4d auto classes
     from thinker4d.trainers.checkpointing import resolve_resume_checkpoint
     from thinker4d.trainers.latent_grpo_trainer import LatentGRPOTrainer
+    from thinker4d.trainers.progress import use_training_progress
 
     from .options import check_model, input_errors
 
@@ -122,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         train = _load_rows(script)
     args.model_init_kwargs = {**(args.model_init_kwargs or {}), "dtype": script.dtype}
     trainer = LatentGRPOTrainer(script.model_name_or_path, args=args, train_dataset=train)
+    use_training_progress(trainer, description="grpo")  # a bar instead of a printed dict per log; dicts go to a file
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model(args.output_dir)
     if args.push_to_hub:

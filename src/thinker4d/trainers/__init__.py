@@ -18,6 +18,8 @@ _LAZY = {
     "LatentGRPOConfig": ".latent_grpo_config",
     "LatentGRPOTrainer": ".latent_grpo_trainer",
     "latent_per_token_logps": ".latent_grpo_trainer",
+    "TrainingProgressCallback": ".progress",
+    "use_training_progress": ".progress",
 }
 
 

@@ -24,7 +24,9 @@ Paper: https://huggingface.co/papers/2605.05997 (4DRL). What differs from the pa
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
+import warnings
 from typing import Any
 
 import torch
@@ -47,6 +49,13 @@ from .records import write_training_record
 
 
 logger = logging.getLogger(__name__)
+# Around every rollout trl calls `model.is_gradient_checkpointing` and `gradient_checkpointing_disable/enable`, which
+# transformers 5 deprecates: nothing a user can change, so those warnings are not shown.
+warnings.filterwarnings(
+    "ignore",
+    message="`(is_gradient_checkpointing|gradient_checkpointing_disable|gradient_checkpointing_enable)` is deprecated",
+    category=FutureWarning,
+)
 
 _MASKED_LOGIT = -1.0e4  # exp() underflows to exactly 0 in fp16/bf16/fp32, and it stays finite after / temperature
 _CHUNK_SIZE = 32768
@@ -618,10 +627,12 @@ class LatentGRPOTrainer(GRPOTrainer):
             inputs["mm_token_type_ids"] = mm
         inputs = Trainer._prepare_inputs(self, inputs)
         record = self.args.record_sampling_logps
+        # The output flags go into a copy of the config: transformers warns about flags passed beside a config.
+        generation_config = copy.deepcopy(self.generation_config)
+        generation_config.return_dict_in_generate = True
+        generation_config.output_logits = record
         gen_kwargs = {
-            "generation_config": self.generation_config,
-            "return_dict_in_generate": True,
-            "output_logits": record,
+            "generation_config": generation_config,
             "max_imagery_blocks": self.args.max_imagery_blocks,
             "on_imagery_limit": self.args.on_imagery_limit,
         }

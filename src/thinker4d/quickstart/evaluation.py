@@ -1,0 +1,102 @@
+"""The quickstart's evaluation: every model on held-out SynthDSR, chance, the answer-text diagnostic, and one
+reasoning trace of the final model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .config import QuickstartConfig
+from .report import _strip
+from .stages import Stage
+from .warmup import _option_texts
+
+
+def stage_eval(root: Path, cfg: QuickstartConfig, name: str, model_dir: Path, bench_dir: Path, max_new_tokens: int):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import thinker4d.models  # noqa: F401 -- registers the thinker4d auto classes
+    from thinker4d.eval import EvalConfig, evaluate_model, load_task
+
+    stage = Stage(root, f"eval_{name}")
+    if not stage.done:
+        model = AutoModelForImageTextToText.from_pretrained(str(model_dir)).eval()
+        processor = AutoProcessor.from_pretrained(str(model_dir))
+        task = load_task("synthdsr")
+        examples = task.load(str(bench_dir))
+        config = EvalConfig(
+            batch_size=cfg.batch_size, max_new_tokens=max_new_tokens, fps=0, max_frames=cfg.num_frames, max_pixels=0
+        )
+        summary = evaluate_model(
+            model, processor, task, examples, stage.dir / "run", config, model_name=name, data=str(bench_dir)
+        )
+        stage.finish(accuracy=summary["accuracy"], subtask_accuracy=summary["subtask_accuracy"])
+    return json.loads((stage.dir / "run" / "summary.json").read_text())
+
+
+def answer_text_accuracy(run_dir: Path, bench_dir: Path) -> dict:
+    """Diagnostic, not a headline number: the share of completions whose final `<answer>` names the correct option's
+    text, whatever letter it carries. It separates "saw the motion" from "mapped it to the shuffled letter"."""
+    import re
+
+    from thinker4d.datasets_io import load_thinker4d_dataset
+
+    ds = load_thinker4d_dataset(bench_dir, split="test").select_columns(["options", "answer"])
+    truth = {}
+    for i, row in enumerate(ds):
+        truth[i] = _option_texts(row["options"])[ord(row["answer"]) - ord("A")].strip().lower()
+    hits: dict[str, list[int]] = {}
+    for line in (run_dir / "results.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        answers = re.findall(r"<answer>(.*?)</answer>", rec.get("raw") or "", flags=re.S)
+        text = re.sub(r"^\s*\(?[A-H][.):]\s*", "", answers[-1]).strip().lower() if answers else ""
+        hits.setdefault(rec["task"], []).append(int(text == truth[rec["index"]]))
+    out = {t: sum(v) / len(v) for t, v in hits.items()}
+    out["all"] = sum(sum(v) for v in hits.values()) / max(1, sum(len(v) for v in hits.values()))
+    return out
+
+
+def chance_accuracy(bench_dir: Path) -> dict:
+    from thinker4d.datasets_io import load_thinker4d_dataset
+
+    ds = load_thinker4d_dataset(bench_dir, split="test").select_columns(["task", "options"])
+    per: dict[str, list[float]] = {}
+    for row in ds:
+        per.setdefault(row["task"], []).append(1.0 / len(row["options"]))
+    out = {t: sum(v) / len(v) for t, v in per.items()}
+    out["all"] = sum(sum(v) for v in per.values()) / sum(len(v) for v in per.values())
+    return out
+
+
+def reasoning_trace(root: Path, model_dir: Path, train, max_new_tokens: int) -> dict:
+    """Run the final model on one training row with imagery and return what a person wants to see."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    import thinker4d.models  # noqa: F401 -- registers the thinker4d auto classes
+    from thinker4d.prompting import build_messages, frames_to_array, video_kwargs
+
+    idx = next(i for i, r in enumerate(train.select_columns(["task"])) if r["task"] == "camera_motion")
+    row = train[idx]
+    model = AutoModelForImageTextToText.from_pretrained(str(model_dir)).eval()
+    processor = AutoProcessor.from_pretrained(str(model_dir))
+    text = processor.apply_chat_template(
+        build_messages(row["question"], row["options"]), add_generation_prompt=True, tokenize=False
+    )
+    frames = frames_to_array(row["frames"])
+    inputs = processor(text=[text], return_tensors="pt", **video_kwargs(processor, [frames], row["fps"]))
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, return_dict_in_generate=True)
+    gen = processor.tokenizer.decode(out.sequences[0, inputs["input_ids"].shape[1] :], skip_special_tokens=False)
+    gen = gen.replace("<|im_end|>", "").replace("<|endoftext|>", "")
+    return {
+        "id": row["id"],
+        "question": row["question"],
+        "options": row["options"],
+        "answer": row["answer"],
+        "reference_cot": row["cot"],
+        "generated": gen,
+        "imagery_blocks": int(out.imagery_blocks[0]),
+        "frames_png": _strip(row["frames"]),
+        "imagery_png": _strip(row["imagery"]) if row["imagery"] else None,
+    }
