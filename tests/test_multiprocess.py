@@ -40,10 +40,31 @@ def _launch_cmd(*script):
     ]  # fmt: skip
 
 
-def launch(*script, timeout=LAUNCH_TIMEOUT):
-    proc = subprocess.run(_launch_cmd(*script), env=_env(), capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
+def start(cmd) -> subprocess.Popen:
+    """`cmd` in a session of its own, so that `finish` can end the launcher and every process it started."""
+    return subprocess.Popen(
+        cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+
+
+def finish(proc: subprocess.Popen, timeout=LAUNCH_TIMEOUT) -> str:
+    """Waits for `proc`; on timeout (e.g. ranks hung in a collective) kills its whole process group and fails."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"{' '.join(proc.args[-6:])} did not finish in {timeout} s (hung ranks?)")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return err
+
+
+def launch(*script):
+    proc = start(_launch_cmd(*script))
+    err = finish(proc)
+    assert proc.returncode == 0, err[-4000:]
 
 
 def ranks(out: Path, name: str) -> list[dict]:
@@ -202,13 +223,11 @@ def test_eval_sharded_over_two_processes_resumes_after_a_killed_rank(tmp_path, e
 
     out = tmp_path / "two"
     cmd = _launch_cmd("-m", "thinker4d.commands.eval", *args, "--output", str(out))
-    launcher = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    launcher = start(cmd)
     try:
         done_when_killed = _kill_rank(launcher, 1, out)
-        _, err = launcher.communicate(timeout=LAUNCH_TIMEOUT)
     finally:
-        if launcher.poll() is None:
-            launcher.kill()
+        finish(launcher)
     assert launcher.returncode != 0, "the run with a killed rank must fail"
     assert not (out / "summary.json").exists() and not (out / "results.jsonl").exists()
     assert 0 < done_when_killed < n // 2, "rank 1 was not killed mid-way; nothing was left to resume"
@@ -236,33 +255,30 @@ def test_synthesis_two_shard_processes_merge_to_the_unsharded_run(tmp_path):
     from test_synthesis import _rows
     from thinker4d.commands.synthesize import main as synth_main
 
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("world_num_clips: 5\nworld_num_frames: 8\nworld_size: 64\n")
-    common = ["--config", str(cfg), "--num-shards", "2", "--no-progress"]
+    common = ["--config", str(ROOT / "examples" / "synthesis" / "offline.yaml"), "--world-num-clips", "4"]
     procs = [
-        subprocess.Popen(
+        start(
             [
                 sys.executable,
                 "-m",
                 "thinker4d.cli",
                 "synthesize",
                 *common,
+                "--num-shards",
+                "2",
                 "--shard-index",
                 str(i),
                 "--output",
                 str(tmp_path / f"s{i}"),
-            ],
-            env=_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
+                "--no-progress",
+            ]
         )  # fmt: skip
         for i in range(2)
     ]
     for p in procs:
-        _, err = p.communicate(timeout=LAUNCH_TIMEOUT)
+        err = finish(p)
         assert p.returncode == 0, err[-4000:]
-    assert synth_main(["--config", str(cfg), "--output", str(tmp_path / "one"), "--no-progress"]) == 0
+    assert synth_main([*common, "--output", str(tmp_path / "one"), "--no-progress"]) == 0
     assert synth_main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--output", str(tmp_path / "m")]) == 0
 
     shard_ids = [{r["id"] for r in _rows(tmp_path / f"s{i}")} for i in range(2)]
