@@ -1,5 +1,5 @@
 """Training runs that tests/test_multiprocess.py starts with `accelerate launch` (2 CPU processes, gloo) and, for the
-one-process reference, calls in-process. Each run writes what every rank saw to `<out>/rank<k>.json`.
+one-process reference, calls in-process. Each run writes what every rank saw to `<out>/<task>_rank<k>.json`.
 
 Usage: `python _multiprocess_worker.py {dift,grpo} OUTPUT_DIR [per_device_batch]`
 """
@@ -9,20 +9,11 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(1)
-
-QUESTION = "How does the camera move?"
-OPTIONS = ["A. Pan Left", "B. Pan Right", "C. Tilt Up"]
-
-
-def _image(seed, size=56):
-    return Image.fromarray((np.random.default_rng(seed).random((size, size, 3)) * 255).astype("uint8"))
 
 
 def _tiny_model(latent_size=2):
@@ -50,48 +41,31 @@ class _RecordingCollator:
 
 
 # ------------------------------------------------------------------------------------------------------------- DIFT
-def dift_rows(n=8):
-    """`n` rows with identical token and latent-slot counts (so a per-rank mean equals the global mean) but their own
-    frames and overlays."""
-    cot = "<think>The view shifts <imagery> and then right.</think><answer>B. Pan Right</answer>"
-    return [
-        {
-            "id": f"clip{i}/camera_motion/0",
-            "frames": [_image(100 * i + j) for j in range(2)],
-            "fps": 2.0,
-            "task": "camera_motion",
-            "question": QUESTION,
-            "options": list(OPTIONS),
-            "answer": "B",
-            "cot": cot,
-            "imagery": [_image(10_000 + i)],
-        }
-        for i in range(n)
-    ]
-
-
 # Rows without imagery in the "mixed" run: with seed 0 the sampler pairs rows (4, 0), (7, 3), (2, 5), (1, 6), so at each
 # step one rank gets a row with an imagery block and the other a row without (the test checks that this happened).
 NO_IMAGERY = {0, 3, 5, 6}
 
 
-def without_imagery(row: dict) -> dict:
-    return {**row, "cot": "<think>The view shifts right.</think><answer>B. Pan Right</answer>", "imagery": []}
+def dift_rows(n=8, mixed=False):
+    """`n` rows with identical token and latent-slot counts (so a per-rank mean equals the global mean) but their own
+    frames and overlays; `mixed`: the `NO_IMAGERY` rows have no imagery block."""
+    from test_dift import make_row
+
+    return [make_row(i, n_imagery=0 if mixed and i in NO_IMAGERY else 1, n_frames=2) for i in range(n)]
 
 
 def run_dift(out: Path, per_device_batch: int, max_steps: int = 4, resume_at: int = 2) -> dict:
     """Trains `max_steps` steps saving every `resume_at` ("full"), then again from `checkpoint-<resume_at>` with a
-    fresh model ("resumed"), then 2 steps on rows of which every other one has no imagery block ("mixed", so one rank's
+    fresh model ("resumed"), then 2 steps on rows of which the `NO_IMAGERY` ones have no imagery block ("mixed", so one rank's
     micro-batch has imagery and the other's has none). Returns (and writes) each run's logged losses and the rows each
     step saw on this rank."""
     import datasets
 
     from thinker4d.trainers import DIFTConfig, DIFTTrainer
 
-    rows = dift_rows()
     result = {}
     for phase in ("full", "resumed", "mixed"):
-        data = rows if phase != "mixed" else [without_imagery(r) if i in NO_IMAGERY else r for i, r in enumerate(rows)]
+        data = dift_rows(mixed=phase == "mixed")
         model, processor = _tiny_model()
         args = DIFTConfig(
             output_dir=str(out / f"dift-{phase}" if phase == "mixed" else out / "dift"),
@@ -128,21 +102,6 @@ def run_dift(out: Path, per_device_batch: int, max_steps: int = 4, resume_at: in
 
 
 # ------------------------------------------------------------------------------------------------------------- GRPO
-def grpo_rows(n=4):
-    rng = np.random.default_rng(0)
-    return [
-        {
-            "id": f"clip{i}/camera_motion/0",
-            "question": f"How does the camera move in clip {i}?",
-            "options": ["Pan Left", "Pan Right", "Tilt Up", "Tilt Down"],
-            "answer": "B",
-            "frames": [(rng.random((56, 56, 3)) * 255).astype(np.uint8) for _ in range(2)],
-            "fps": 2.0,
-        }
-        for i in range(n)
-    ]
-
-
 class _Imagery:
     """Rank 0's rollouts open an imagery block at their first step; rank 1's never open one and end after 3 tokens."""
 
@@ -171,6 +130,7 @@ def run_grpo(out: Path, max_steps: int = 2, resume_at: int = 1) -> dict:
     rewards this rank computed, its advantages and its latent slots."""
     from datasets import Dataset
 
+    from test_grpo import make_rows
     from thinker4d.rewards import completion_text
     from thinker4d.trainers import LatentGRPOConfig, LatentGRPOTrainer
 
@@ -219,7 +179,7 @@ def run_grpo(out: Path, max_steps: int = 2, resume_at: int = 1) -> dict:
             model,
             reward_funcs=[length_reward],
             args=args,
-            train_dataset=Dataset.from_list(grpo_rows()),
+            train_dataset=Dataset.from_list(make_rows(4, frames=2)),
             processing_class=processor,
         )
         trainer.rollout_logits_processor = [_Imagery(trainer)]
