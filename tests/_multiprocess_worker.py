@@ -41,8 +41,8 @@ class _RecordingCollator:
 
 
 # ------------------------------------------------------------------------------------------------------------- DIFT
-# Rows without imagery in the "mixed" run: with seed 0 the sampler pairs rows (4, 0), (7, 3), (2, 5), (1, 6), so at each
-# step one rank gets a row with an imagery block and the other a row without (the test checks that this happened).
+# Rows without imagery in the "mixed" run: with seed 0 the sampler pairs rows (4, 0), (7, 3), (2, 5), (1, 6), so at
+# each step one rank gets a row with an imagery block and the other a row without (the test checks that it happened).
 NO_IMAGERY = {0, 3, 5, 6}
 
 
@@ -56,8 +56,8 @@ def dift_rows(n=8, mixed=False):
 
 def run_dift(out: Path, per_device_batch: int, max_steps: int = 4, resume_at: int = 2) -> dict:
     """Trains `max_steps` steps saving every `resume_at` ("full"), then again from `checkpoint-<resume_at>` with a
-    fresh model ("resumed"), then 2 steps on rows of which the `NO_IMAGERY` ones have no imagery block ("mixed", so one rank's
-    micro-batch has imagery and the other's has none). Returns (and writes) each run's logged losses and the rows each
+    fresh model ("resumed"), then 2 steps on rows where the `NO_IMAGERY` ones have no imagery block ("mixed": one
+    rank's micro-batch has imagery, the other's none). Returns (and writes) each run's logged losses and the rows each
     step saw on this rank."""
     import datasets
 
