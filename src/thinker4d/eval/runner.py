@@ -435,9 +435,14 @@ def run_evaluation(
     config = config or EvalConfig()
     state = _SingleProcess()
     if use_accelerate:
+        import torch
         from accelerate import PartialState
+        from accelerate.utils import parse_flag_from_env
 
-        state = PartialState()
+        # Without a GPU, the processes `accelerate launch` starts form a (gloo) group only when asked for the CPU;
+        # otherwise each one takes itself for the only process and evaluates every row.
+        cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.accelerator.is_available()
+        state = PartialState(cpu=cpu)
     task = load_task(benchmark)
     examples = task.load(data, limit=config.limit, video_root=video_root, split=split)
     processor = AutoProcessor.from_pretrained(model)

@@ -500,10 +500,16 @@ class DIFTTrainer(Trainer):
             )
             loss = loss + self.args.imagery_weight * img_loss
             metrics.update(imagery_loss=img_loss.detach(), imagery_cos=cos)
+        elif self.args.mode == "dift":
+            # Every rank must gather the same metrics (each gather is a collective): a rank whose micro-batch has no
+            # imagery sends NaN, which the mean skips; otherwise the ranks' collectives pair up wrongly and hang.
+            nan = torch.full((), float("nan"), device=ce.device)
+            metrics.update(imagery_loss=nan, imagery_cos=nan)
         for key, value in metrics.items():
-            self._metrics[mode][key].append(
-                self.accelerator.gather_for_metrics(value.reshape(1)).float().mean().item()
-            )
+            values = self.accelerator.gather_for_metrics(value.reshape(1)).float()
+            values = values[~values.isnan()]
+            if values.numel():
+                self._metrics[mode][key].append(values.mean().item())
         if not return_outputs:
             return loss
         # Predictions for compute_metrics: the outputs without the fields whose shapes vary from batch to batch and
