@@ -198,7 +198,7 @@ class _FrameLoader:
         self.config, self.memo = config, {}
 
     def __call__(self, ex: Example):
-        from .video import VideoError, cap_frames, decode_video
+        from ..video import VideoError, cap_frames, decode_video
 
         if ex.index in self.memo:
             return self.memo[ex.index]

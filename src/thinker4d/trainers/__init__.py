@@ -10,14 +10,16 @@ _LAZY = {
     "DIFTConfig": ".dift_config",
     "DIFT_MODES": ".dift_config",
     "DIFTTrainer": ".dift_trainer",
-    "cache_imagery_targets": ".dift_trainer",
+    "cache_imagery_targets": ".dift_data",
     "with_latent_token_rows": ".dift_trainer",
     "DIFTDataCollator": ".dift_collator",
     "InvalidRowError": ".dift_collator",
     "validate_dift_row": ".dift_collator",
     "LatentGRPOConfig": ".latent_grpo_config",
     "LatentGRPOTrainer": ".latent_grpo_trainer",
-    "latent_per_token_logps": ".latent_grpo_trainer",
+    "latent_per_token_logps": ".latent_logps",
+    "sampling_logps": ".latent_logps",
+    "check_rl_row": ".rl_rows",
 }
 
 

@@ -51,8 +51,8 @@ class Thinker4dMcq(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, subtasks=None, options=None, errors=None):
+        from thinker4d.answers import extract_choice, extract_choice_lenient
         from thinker4d.eval.metrics import score_records
-        from thinker4d.eval.parsing import extract_choice, extract_choice_lenient
         from thinker4d.prompting import LETTERS
 
         n = len(predictions)
