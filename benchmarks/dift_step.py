@@ -49,7 +49,7 @@ def main() -> None:
     import thinker4d
     from thinker4d.tiny import build_tiny_model, build_tiny_processor
     from thinker4d.trainers import DIFTConfig, DIFTDataCollator, DIFTTrainer
-    from thinker4d.trainers.dift_trainer import cache_imagery_targets
+    from thinker4d.trainers.dift_data import cache_imagery_targets
 
     datasets.disable_progress_bars()
     device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -21,7 +21,7 @@ from trl.trainer.utils import add_fused_lm_head
 import thinker4d
 from thinker4d.prompting import build_messages, video_kwargs
 from thinker4d.tiny import build_tiny_model, build_tiny_processor
-from thinker4d.trainers.latent_grpo_trainer import latent_per_token_logps
+from thinker4d.trainers.latent_logps import latent_per_token_logps
 
 
 class _BiasStart:

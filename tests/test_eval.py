@@ -16,7 +16,7 @@ from thinker4d.eval import extract_choice, extract_choice_lenient, paper_extract
 from thinker4d.eval.metrics import rescore_paper_results, score_records
 from thinker4d.eval.tasks import VLM4D, DSRBench, DynBench, SynthDSR, load_task
 from thinker4d.eval.tasks.base import parse_options
-from thinker4d.eval.video import VideoError, decode_video
+from thinker4d.video import VideoError, decode_video
 
 
 OPTS = ["A. Pan Left", "B. Pan Right", "C. Tilt Up", "D. Tilt Down"]
@@ -121,14 +121,14 @@ def test_importing_eval_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     # ... and parsing.py runs on its own, without the package.
-    from thinker4d.eval import parsing
+    from thinker4d import answers
 
     code = (
         "import importlib.util, sys; spec = importlib.util.spec_from_file_location('p', sys.argv[1]); "
         "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
         "print(m.extract_choice('<answer>C</answer>'), 'torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code, parsing.__file__], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code, answers.__file__], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "C False"
 
 

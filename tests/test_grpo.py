@@ -14,12 +14,9 @@ from thinker4d.prompting import build_messages, video_kwargs
 from thinker4d.rewards import accuracy_reward, completion_text, format_reward
 from thinker4d.tiny import build_tiny_model, build_tiny_processor
 from thinker4d.trainers.latent_grpo_config import LatentGRPOConfig
-from thinker4d.trainers.latent_grpo_trainer import (
-    LatentGRPOTrainer,
-    check_rl_row,
-    latent_per_token_logps,
-    sampling_logps,
-)
+from thinker4d.trainers.latent_grpo_trainer import LatentGRPOTrainer
+from thinker4d.trainers.latent_logps import latent_per_token_logps, sampling_logps
+from thinker4d.trainers.rl_rows import check_rl_row
 
 
 OPTIONS = ["Pan Left", "Pan Right", "Tilt Up", "Tilt Down"]

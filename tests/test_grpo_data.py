@@ -4,7 +4,7 @@ import pytest
 from datasets import Dataset
 
 from thinker4d.data.dsr_train import convert_dsr_train, dsr_train_to_rl_row
-from thinker4d.trainers.latent_grpo_trainer import check_rl_row
+from thinker4d.trainers.rl_rows import check_rl_row
 
 
 ROW = {"Question": "How does the camera move?", "A": "Pan Left", "B": "Pan Right", "C": "Tilt Up", "D": "Tilt Down",

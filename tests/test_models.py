@@ -536,6 +536,17 @@ def test_last_hidden_state_is_post_norm(tiny_model_and_processor):
     torch.testing.assert_close(model.lm_head(out.last_hidden_state), out.logits)
 
 
+def test_last_hidden_state_keeps_the_positions_of_the_logits(tiny_model_and_processor):
+    # The final norm's hook sees every position; the output keeps those the logits keep (lm_head's input).
+    model, processor = tiny_model_and_processor
+    ids = processor.tokenizer("hello there, how are you", return_tensors="pt")["input_ids"]
+    full = model(input_ids=ids, output_last_hidden_state=True).last_hidden_state
+    for keep, positions in ((2, [-2, -1]), (torch.tensor([0, 3]), [0, 3])):
+        out = model(input_ids=ids, output_last_hidden_state=True, logits_to_keep=keep)
+        torch.testing.assert_close(out.last_hidden_state, full[:, positions])
+        torch.testing.assert_close(model.lm_head(out.last_hidden_state), out.logits)
+
+
 # ------------------------------------------------------------------------------------------------------- forward
 def test_forward_output_is_the_stock_output(tiny_model_and_processor):
     """Without latent arguments the forward returns what the stock class returns, image encoder outputs included, in

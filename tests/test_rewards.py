@@ -1,5 +1,8 @@
 """Adversarial tests for the 4DRL rewards (strict accuracy, anchored format with imagery blocks)."""
 
+import subprocess
+import sys
+
 import pytest
 
 from thinker4d.rewards import accuracy_reward, format_reward, is_well_formed
@@ -103,3 +106,21 @@ def test_format_without_k_accepts_any_block_size():
     assert is_well_formed(wrap("B", think=two))
     assert not is_well_formed(wrap("B", think=two), latent_size=4)
     assert not is_well_formed(wrap("B", think="<|latent_start|><|latent_end|>"))
+
+
+def test_training_code_does_not_import_the_eval_package():
+    # The answer parser and the video decoder that training shares with evaluation live in thinker4d.answers and
+    # thinker4d.video, so rewards and trainers (and a trainer loading a row's video) never import thinker4d.eval.
+    code = (
+        "import sys, types, numpy as np, thinker4d.rewards as r, thinker4d.trainers as t\n"
+        "for name in t.__all__: getattr(t, name)\n"
+        "from thinker4d.trainers.rl_rows import load_row_video\n"
+        "assert r.accuracy_reward(['<answer>B</answer>'], ['B']) == [1.0]\n"
+        "args = types.SimpleNamespace(video_max_frames=2, video_fps=1.0, video_max_pixels=None)\n"
+        "frames, fps = load_row_video({'frames': [np.zeros((4, 4, 3), np.uint8)] * 4, 'fps': 2.0}, 0, args)\n"
+        "assert len(frames) == 2\n"
+        "print(sorted(m for m in sys.modules if m == 'thinker4d.eval' or m.startswith('thinker4d.eval.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -8,7 +8,7 @@ Paper: https://huggingface.co/papers/2605.05997 (4DRL). What differs from the pa
 (docs/paper_differences.md, section 7):
 
 1. `accuracy_reward` is strict: the letter must be the only option named inside the final `<answer>...</answer>`
-   (parsed once, by [`thinker4d.eval.extract_choice`], the same parser evaluation uses). The paper took the first
+   (parsed once, by [`thinker4d.answers.extract_choice`], the same parser evaluation uses). The paper took the first
    capital A-F anywhere in the text, so "Based on the Camera..." without an answer block could collect reward.
 2. `format_reward` anchors the whole completion (`^<think>...</think><answer>...</answer>$`, each tag exactly once)
    and checks every imagery block (`<|latent_start|>`, exactly K `<|latent_pad|>`, `<|latent_end|>`, only inside
@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from thinker4d.eval import extract_choice
+from thinker4d.answers import extract_choice
 from thinker4d.prompting import LETTERS
 
 

@@ -1,14 +1,14 @@
 """Evaluation: benchmark tasks, the batched runner, answer parsing and metrics (4DThinker, arXiv 2605.05997).
 
-Importing `thinker4d.eval` is cheap (standard library only): the parsers are defined in `parsing.py`, and everything
-that needs torch, transformers or datasets is imported on first attribute access.
+Importing `thinker4d.eval` is cheap (standard library only): the parsers are defined in `thinker4d.answers` (training
+rewards use them too), and everything that needs torch, transformers or datasets is imported on first attribute access.
 """
 
 from __future__ import annotations
 
 import importlib
 
-from .parsing import extract_choice, extract_choice_lenient, paper_extract_choice, strip_special_tokens
+from ..answers import extract_choice, extract_choice_lenient, paper_extract_choice, strip_special_tokens
 
 
 _LAZY = {
@@ -24,7 +24,7 @@ _LAZY = {
     "plot_subtask_accuracy": "report",
     "format_table": "report",
     "print_table": "report",
-    "decode_video": "video",
+    "decode_video": "thinker4d.video",  # outside eval/: the 4DRL trainer decodes videos too
 }
 
 __all__ = [
@@ -47,6 +47,7 @@ def metric_path() -> str:
 
 def __getattr__(name: str):
     if name in _LAZY:
-        module = importlib.import_module(f".{_LAZY[name]}", __name__)
+        target = _LAZY[name]
+        module = importlib.import_module(target if target.startswith("thinker4d.") else f".{target}", __name__)
         return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .parsing import extract_choice, paper_extract_choice
+from ..answers import extract_choice, paper_extract_choice
 
 
 LENIENT_LABEL = "lenient: also reads answers written outside <answer> tags (not the headline number)"

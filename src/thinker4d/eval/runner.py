@@ -23,21 +23,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .metrics import read_results, score_records
+from .run_folder import PARTS, RUN, SUMMARY, atomic_write, check_run, load_done, write_results
 from .tasks.base import Example, Task
 
 
 logger = logging.getLogger(__name__)
-
-RESULTS = "results.jsonl"
-SUMMARY = "summary.json"
-RUN = "run.json"
-PARTS = "parts"
 
 
 @dataclass
@@ -136,48 +130,6 @@ def shard(items: list, process_index: int, num_processes: int) -> list:
     return items[start : start + per + (1 if process_index < extra else 0)]
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _load_done(out: Path, retry_errors: bool) -> dict[tuple[int, int], dict]:
-    done: dict[tuple[int, int], dict] = {}
-    files = ([out / RESULTS] if (out / RESULTS).is_file() else []) + sorted((out / PARTS).glob("rank*.jsonl"))
-    for f in files:
-        for r in read_results(f):
-            key = (int(r["index"]), int(r.get("sample", 0)))
-            # A later record wins, except that an error never replaces a success (a retried row may sit in
-            # another process's file after a resume with a different number of processes).
-            if key not in done or not r.get("error") or done[key].get("error"):
-                done[key] = r
-    if retry_errors:
-        done = {k: r for k, r in done.items() if (r.get("error") or "").split(":")[0] != "generation_error"}
-    return done
-
-
-def _check_run(out: Path, run: dict) -> None:
-    path = out / RUN
-    if path.is_file():
-        old = json.loads(path.read_text())
-        diff = {k: (old.get(k), run[k]) for k in run if old.get(k) != run[k]}
-        if diff:
-            from ..errors import UserValueError
-
-            raise UserValueError(
-                f"{out} holds a run with different settings ({diff}); resuming would mix them. "
-                "Use another --output folder, or delete this one to start over."
-            )
-
-
 def _decode(processor, sequences, prompt_len: int, eos_ids: set[int], pad_id: int | None) -> list[str]:
     texts = []
     for seq in sequences[:, prompt_len:].tolist():
@@ -198,7 +150,7 @@ class _FrameLoader:
         self.config, self.memo = config, {}
 
     def __call__(self, ex: Example):
-        from .video import VideoError, cap_frames, decode_video
+        from ..video import VideoError, cap_frames, decode_video
 
         if ex.index in self.memo:
             return self.memo[ex.index]
@@ -313,14 +265,14 @@ def evaluate_model(
     model_name = model_name or getattr(getattr(model, "config", None), "_name_or_path", None) or type(model).__name__
     run = {"benchmark": task.name, "data": str(data) if data else None, "model": str(model_name)}
     run |= {"generation": config.generation(), "limit": config.limit, "questions": len(examples)}
-    _check_run(out, run)
+    check_run(out, run)
     if (out / SUMMARY).is_file():
         logger.info("%s is already complete; delete it to re-evaluate.", out)
         return json.loads((out / SUMMARY).read_text()) if state.is_main_process else None
-    done = _load_done(out, config.retry_errors)
+    done = load_done(out, config.retry_errors)
     state.wait_for_everyone()
     if state.is_main_process:
-        _atomic_write(out / RUN, json.dumps(run, indent=2))
+        atomic_write(out / RUN, json.dumps(run, indent=2))
     # Shard over *all* rows, then drop the finished ones: the split never depends on when a process read the files.
     units = [(ex, s) for ex in examples for s in range(config.num_samples)]
     if hasattr(state, "split_between_processes"):
@@ -365,7 +317,7 @@ def evaluate_model(
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
-    return _finish(out, task, examples, config, run, elapsed, __version__)
+    return write_results(out, task, examples, config, run, elapsed, __version__)
 
 
 def _run_batch(model, processor, task, batch, videos, config) -> list[dict]:
@@ -383,31 +335,6 @@ def _run_batch(model, processor, task, batch, videos, config) -> list[dict]:
         for item, video in zip(batch, videos):
             out.extend(_run_batch(model, processor, task, [item], [video], config))
         return out
-
-
-def _finish(out: Path, task: Task, examples, config: EvalConfig, run: dict, elapsed: float, version: str) -> dict:
-    done = _load_done(out, retry_errors=False)
-    expected = [(ex.index, s) for ex in examples for s in range(config.num_samples)]
-    missing = [k for k in expected if k not in done]
-    if missing:
-        raise RuntimeError(
-            f"{len(missing)} of {len(expected)} rows have no result (first: index {missing[0][0]}, sample "
-            f"{missing[0][1]}); a process may have died. Rerun the same command to resume; no summary was written."
-        )
-    records = [done[k] for k in expected]
-    _atomic_write(out / RESULTS, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    summary = {
-        **score_records(records, task.subtasks, config.num_samples),
-        "generation": config.generation(),
-        "model": run["model"],
-        "benchmark": task.name,
-        "data": run["data"],
-        "limit": config.limit,
-        "thinker4d_version": version,
-        "last_run_seconds": round(elapsed, 3),
-    }
-    _atomic_write(out / SUMMARY, json.dumps(summary, indent=2, ensure_ascii=False))
-    return summary
 
 
 def run_evaluation(

@@ -35,6 +35,25 @@ SUPPORTED_BACKBONES = {
 THINKER4D_CLASSES = tuple(cls for _, cls in SUPPORTED_BACKBONES.values())
 
 
+def unwrap_latent_model(model):
+    """The thinker4d model under DDP / `torch.compile` / PEFT wrappers, with a clear error when there is none.
+
+    Trainers call the wrapper (so gradients sync) but read the config, the latent ids and the submodules here.
+    """
+    m = model
+    while hasattr(m, "module") or hasattr(m, "_orig_mod"):  # DDP / torch.compile wrappers
+        m = getattr(m, "module", None) or m._orig_mod
+    if hasattr(m, "get_base_model"):  # PEFT
+        m = m.get_base_model()
+    if not hasattr(m, "latent_ids"):
+        raise ValueError(
+            f"{type(m).__name__} is not a thinker4d latent model. Convert a Qwen2.5-VL / Qwen3-VL model first: "
+            "`model, processor = thinker4d.from_base(model_or_id, processor)`. A text-only causal LM has no latent "
+            "imagery path (no vision tower, no latent tokens); train it with `trl.GRPOTrainer`."
+        )
+    return m
+
+
 def _unsupported(what) -> ValueError:
     return ValueError(
         f"thinker4d supports Qwen2.5-VL and Qwen3-VL checkpoints (model_type {sorted(SUPPORTED_BACKBONES)}), got "

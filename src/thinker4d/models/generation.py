@@ -2,6 +2,10 @@
 call [`latent_sample`], which plugs into transformers' `generate(custom_generate=<callable>)`: transformers prepares the
 inputs, cache, logits processors and stopping criteria exactly as for its own sampling loop, then runs this loop.
 
+The file is longer than the other modules on purpose: `thinker4d.hub` copies it byte for byte into a Hub repository's
+`custom_generate/`, where it must run on its own (it imports only torch and transformers), so the loop and everything
+it calls (masks, mode dispatch, the hidden-state hook) live here together.
+
 Paper: https://huggingface.co/papers/2605.05997 (inference with recurrent mental imagery). What differs from the paper's
 code (docs/paper_differences.md, section 3):
 
@@ -121,14 +125,17 @@ def apply_sampling_masks(
 
 
 @contextlib.contextmanager
-def capture_lm_head_input(model):
-    """Yield a dict whose `"hidden"` holds, after each forward of `model`, the input of its output layer: the last
-    layer's post-norm hidden state (sliced like the logits when `logits_to_keep` is set). A forward pre-hook reads it,
-    so this works on stock-class models too."""
+def capture_last_hidden_state(model):
+    """Yield a dict whose `"hidden"` holds, after each forward of `model`, the output of its final norm: the last
+    layer's post-norm hidden state at every position, `(batch, seq, hidden)`, whatever `logits_to_keep` is (the output
+    layer's input is a slice of it). One forward hook on `model.model.language_model.norm`, so the decoding loop, the
+    forward's `output_last_hidden_state` and the RL log-prob recompute read the same tensor, on stock Qwen-VL classes too.
+    """
+    norm = getattr(getattr(getattr(model, "model", None), "language_model", None), "norm", None)
+    if norm is None:
+        raise ValueError(f"Cannot find the final norm (model.language_model.norm) of {type(model).__name__}.")
     captured: dict[str, torch.Tensor] = {}
-    handle = model.get_output_embeddings().register_forward_pre_hook(
-        lambda module, args: captured.update(hidden=args[0])
-    )
+    handle = norm.register_forward_hook(lambda module, args, output: captured.update(hidden=output))
     try:
         yield captured
     finally:
@@ -353,9 +360,9 @@ def latent_sample(
         apply_sampling_masks(next_scores, model.config, blocks, limit, generation_config.suppress_tokens)
 
     embed = model.get_input_embeddings()
-    # The hidden state to feed back is the input of lm_head (last layer, post-norm), read by a forward pre-hook, so
-    # the loop also runs on stock-class models whose config carries the latent fields (the Hub custom_generate path).
-    with capture_lm_head_input(model) as captured:
+    # The hidden state to feed back is the last layer's post-norm output, read by a hook, so the loop also runs on
+    # stock-class models whose config carries the latent fields (the Hub custom_generate path).
+    with capture_last_hidden_state(model) as captured:
         outputs = model._prefill(
             input_ids, generation_config, model_kwargs, is_first_iteration=not generation_config.is_assistant
         )

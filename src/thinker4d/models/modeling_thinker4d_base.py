@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 import torch
 from transformers.modeling_outputs import MultimodalCausalLMOutputWithPast
 
-from .generation import capture_lm_head_input, latent_generate, latent_token_ids, scale_latents
+from .generation import capture_last_hidden_state, latent_generate, latent_token_ids, scale_latents
 from .imagery import latent_slot_mask, place_latents, pool_imagery
 
 
@@ -34,6 +34,25 @@ def register_weight_conversions(thinker4d_cls, stock_cls) -> None:
     mapping = get_checkpoint_conversion_mapping(stock_cls.__name__)
     if mapping is not None:
         register_checkpoint_conversion_mapping(thinker4d_cls.__name__, mapping, overwrite=True)
+
+
+def build_mm_token_type_ids(input_ids: torch.Tensor, config) -> torch.Tensor:
+    """The `mm_token_type_ids` the Qwen-VL processors return for `input_ids`: 1 at image tokens, 2 at video tokens, 0
+    elsewhere (`torch.int`, same shape). The M-RoPE positions of a forward with `image_grid_thw` / `video_grid_thw`
+    are computed from it."""
+    types = torch.zeros_like(input_ids, dtype=torch.int)
+    types[input_ids == config.image_token_id] = 1
+    types[input_ids == config.video_token_id] = 2
+    return types
+
+
+def _slice_like_logits(hidden: torch.Tensor, logits_to_keep) -> torch.Tensor:
+    """`hidden` at the positions the stock forward keeps for the logits (the input of its `lm_head`)."""
+    try:  # newer transformers slice through one helper (which also takes per-row positions)
+        from transformers.modeling_utils import slice_logits_to_keep
+    except ImportError:  # transformers 5.0: an int (the last n positions; 0 keeps all) or a 1-D tensor of positions
+        return hidden[:, slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep]
+    return slice_logits_to_keep(hidden, logits_to_keep)
 
 
 @dataclass
@@ -90,10 +109,7 @@ class Thinker4DLatentMixin:
         if kwargs.get("mm_token_type_ids") is None and (
             kwargs.get("image_grid_thw") is not None or kwargs.get("video_grid_thw") is not None
         ):
-            mm = torch.zeros_like(input_ids, dtype=torch.int)
-            mm[input_ids == self.config.image_token_id] = 1
-            mm[input_ids == self.config.video_token_id] = 2
-            kwargs["mm_token_type_ids"] = mm
+            kwargs["mm_token_type_ids"] = build_mm_token_type_ids(input_ids, self.config)
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         kwargs["attention_mask"] = attention_mask
@@ -166,11 +182,14 @@ class Thinker4DLatentMixin:
             )
             # Qwen3-VL takes ids or embeddings, not both; vision placeholders are then found by embedding equality.
             forward_kwargs.update(input_ids=None, inputs_embeds=embeds, position_ids=position_ids)
-        with capture_lm_head_input(self) if want_hidden else contextlib.nullcontext({}) as captured:
+        with capture_last_hidden_state(self) if want_hidden else contextlib.nullcontext({}) as captured:
             out = parent_forward(**forward_kwargs, return_dict=True)
+        hidden = captured.get("hidden")
+        if hidden is not None:  # the positions the logits have, as the stock forward slices lm_head's input
+            hidden = _slice_like_logits(hidden, forward_kwargs.get("logits_to_keep", 0))
         output = Thinker4DCausalLMOutputWithPast(
             **{f.name: getattr(out, f.name) for f in fields(out)},
-            last_hidden_state=captured.get("hidden"),
+            last_hidden_state=hidden,
             latent_embeds=placed,
         )
         return output if return_dict else output.to_tuple()

@@ -25,6 +25,6 @@ def generate(*args, model, **kwargs):
     """
     kwargs.pop("custom_generate", None)
     kwargs.pop("trust_remote_code", None)
-    # latent_generate calls GenerationMixin.generate itself, and latent_sample reads the fed-back hidden state from the
-    # input of lm_head, so this runs on stock Qwen-VL classes too.
+    # latent_generate calls GenerationMixin.generate itself, and latent_sample reads the fed-back hidden state with a
+    # hook on the final norm, so this runs on stock Qwen-VL classes too.
     return latent_generate(model, *args, **kwargs)

@@ -4,9 +4,10 @@ teacher-forced with pooled overlay features and regressed with a cosine loss.
 Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's `CustomTrainerStage1`
 (docs/paper_differences.md, sections 1, 2, 4 and 5):
 
-1. A `transformers.Trainer` subclass that overrides `compute_loss` (the loss), `log` (the extra metrics) and the
-   checkpoint loader, and accepts Trainer's arguments (`compute_metrics`, `model_init`, ...); the model's forward
-   takes the latent arguments itself, so nothing is monkey-patched and ZeRO-3 works.
+1. A `transformers.Trainer` subclass that overrides `compute_loss` (the loss), `log` (the extra metrics), the
+   checkpoint loader and `_save` (the class docstring lists them), and accepts Trainer's arguments
+   (`compute_metrics`, `model_init`, ...); the model's forward takes the latent arguments itself, so nothing is
+   monkey-patched and ZeRO-3 works.
 2. No OOM / NaN guard: a failing batch raises instead of silently becoming a zero loss.
 3. The imagery targets can be pooled once and cached with the data set (`cache_imagery_targets`), so a step costs
    about what an SFT step costs; the paper ran the vision tower on every overlay at every step.
@@ -18,7 +19,6 @@ Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's `
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable
@@ -28,24 +28,15 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel, Trainer, set_seed
 
 from ..models import THINKER4D_CLASSES, check_latent_tokens, from_base
+from ..models.conversion import unwrap_latent_model
 from .checkpointing import load_thinker4d_checkpoint
-from .dift_collator import IMAGERY_MARKER, DIFTDataCollator, InvalidRowError, load_image, row_problem
+from .dift_collator import DIFTDataCollator
 from .dift_config import DIFTConfig
+from .dift_data import cache_imagery_targets, prepare_dift_dataset
 from .records import write_training_record
 
 
 logger = logging.getLogger(__name__)
-
-_IMAGE_COLUMNS = ("frames", "imagery")
-
-
-def _unwrap(model):
-    """The thinker4d model under accelerate / DDP / PEFT wrappers."""
-    while hasattr(model, "module"):
-        model = model.module
-    if hasattr(model, "get_base_model") and not isinstance(model, THINKER4D_CLASSES):
-        model = model.get_base_model()
-    return model
 
 
 def with_latent_token_rows(peft_config, config):
@@ -67,7 +58,7 @@ def with_latent_token_rows(peft_config, config):
 
 def vision_tower(model) -> torch.nn.Module:
     """The vision tower (ViT + merger) of a (possibly wrapped) thinker4d model."""
-    return _unwrap(model).model.visual
+    return unwrap_latent_model(model).model.visual
 
 
 def freeze_vision_tower(model) -> None:
@@ -107,71 +98,14 @@ def causal_ce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     )
 
 
-def cache_imagery_targets(dataset, model, processor, batch_size: int = 8, imagery_max_pixels: int | None = None):
-    """Pool every overlay of `dataset` once with the model's frozen vision tower.
-
-    Adds a column `imagery_targets`: per row, a list of `num_imagery * K` vectors of size `hidden` (float32), in
-    marker order. Save the result (`save_to_disk` / `push_to_hub`) to reuse it; it is tied to the model's vision tower,
-    K and pooling mode.
-
-    Args:
-        dataset (`datasets.Dataset`): 4D CoT rows (`id`, `cot`, `imagery`).
-        model: a thinker4d model (its `get_imagery_targets` is used).
-        processor: its processor (the image processor resizes the overlays).
-        batch_size (`int`, *optional*, defaults to 8): overlays per vision-tower call.
-        imagery_max_pixels (`int`, *optional*): downscale larger overlays first (as the collator does).
-
-    Returns:
-        `datasets.Dataset` with the extra column.
-    """
-    from .dift_collator import _downscale
-
-    base = _unwrap(model)
-    device = next(base.parameters()).device
-    was_training = base.training
-    base.eval()
-
-    def pool(batch):
-        images, counts = [], []
-        for rid, cot, overlays in zip(batch["id"], batch["cot"], batch["imagery"]):
-            n = cot.count(IMAGERY_MARKER)
-            if n != len(overlays or []):
-                raise InvalidRowError(
-                    f"Row {rid!r}: {n} `<imagery>` markers but {len(overlays or [])} overlay images."
-                )
-            images += [
-                _downscale(load_image(im, rid, f"overlay {i}"), imagery_max_pixels) for i, im in enumerate(overlays)
-            ]
-            counts.append(n)
-        hidden = base.config.text_config.hidden_size
-        pooled = []
-        for i in range(0, len(images), batch_size):
-            enc = processor.image_processor(images=images[i : i + batch_size], return_tensors="pt")
-            z = base.get_imagery_targets(enc["pixel_values"].to(device), enc["image_grid_thw"].to(device))
-            pooled.append(z.float().cpu())
-        flat = torch.cat(pooled) if pooled else torch.zeros(0, base.config.latent_size, hidden)
-        out, at = [], 0
-        for n in counts:
-            out.append(flat[at : at + n].reshape(-1, hidden).tolist())
-            at += n
-        return {"imagery_targets": out}
-
-    fingerprint = hashlib.sha256(
-        f"{dataset._fingerprint}-{base.config.name_or_path}-{base.config.latent_size}-{base.config.imagery_pooling}-"
-        f"{imagery_max_pixels}".encode()
-    ).hexdigest()[:16]
-    try:
-        return dataset.map(
-            pool, batched=True, batch_size=batch_size, new_fingerprint=fingerprint, desc="Caching imagery targets"
-        )
-    finally:
-        base.train(was_training)
-
-
 class DIFTTrainer(Trainer):
     r"""Trainer for Dynamic-Imagery Fine-Tuning (DIFT), in the style of trl's `SFTTrainer`.
 
     Overridden methods (everything else is the stock [`~transformers.Trainer`]):
+
+    - `__init__`: loads or converts the model ([`thinker4d.from_base`]), applies `peft_config`, freezes the vision
+      tower, builds the default [`DIFTDataCollator`] and prepares each split
+      ([`~thinker4d.trainers.dift_data.prepare_dift_dataset`]) before calling `super().__init__`.
 
     - `compute_loss`: `ce_weight * CE + imagery_weight * mean(1 - cos(h[p-1], z[p]))`; with `return_outputs` the
       outputs are the model's, less the two DIFT requests for itself (`last_hidden_state`, `latent_embeds`).
@@ -262,7 +196,7 @@ class DIFTTrainer(Trainer):
         model, processing_class = self._load_model(model, processing_class, args)
         model = self._with_peft_and_frozen_tower(model, args, peft_config)
 
-        config = _unwrap(model).config
+        config = unwrap_latent_model(model).config
         self.latent_pad_id = config.latent_pad_id
         self.hidden_size = config.text_config.hidden_size
         if data_collator is None:
@@ -372,93 +306,9 @@ class DIFTTrainer(Trainer):
         return model, processor
 
     def _prepare_dataset(self, dataset, model, processor, collator, args: DIFTConfig, split: str):
-        if dataset is None:
-            return None
-        try:
-            from datasets import Dataset
-        except ImportError:  # pragma: no cover
-            return dataset
-        if not isinstance(dataset, Dataset):
-            return dataset  # an IterableDataset or torch Dataset is used as is; rows are validated in the collator
-        if "text_output" in dataset.column_names and "cot" not in dataset.column_names:
-            from ..data.paper_jsonl import paper_row_to_dift
-
-            dataset = dataset.map(paper_row_to_dift, remove_columns=dataset.column_names, desc="Converting paper rows")
-        missing = {"id", "frames", "question", "options", "answer"} - set(dataset.column_names)
-        if args.mode != "raw_qa":
-            missing |= {"cot"} - set(dataset.column_names)
-        if missing:
-            raise ValueError(
-                f"The {split} data set lacks the columns {sorted(missing)} of the 4D CoT schema (id, frames, fps, "
-                f"question, options, answer, cot, imagery); it has {dataset.column_names}. See docs/dift.md."
-            )
-        # Images are decoded by the collator, so an unreadable one is reported with its row id.
-        from datasets import Image, List
-
-        for col in _IMAGE_COLUMNS:
-            feature = dataset.features.get(col)
-            if isinstance(getattr(feature, "feature", None), Image) and feature.feature.decode:
-                dataset = dataset.cast_column(col, List(Image(decode=False)))
-
-        text_cols = [
-            c for c in ("id", "frames", "question", "options", "answer", "cot", "imagery") if c in dataset.column_names
-        ]
-        problems = dataset.select_columns(text_cols).map(
-            lambda row: {"_problem": row_problem(row, args.mode) or ""},
-            remove_columns=text_cols,
-            num_proc=args.dataset_num_proc,
-            desc=f"Validating {split} rows",
-        )["_problem"]
-        bad = [i for i, p in enumerate(problems) if p]
-        if bad:
-            if not args.skip_invalid_rows:
-                raise InvalidRowError(
-                    f"{len(bad)} of {len(dataset)} {split} rows are invalid; the first: {problems[bad[0]]} "
-                    "(set skip_invalid_rows=True to drop them instead)."
-                )
-            bad_set = set(bad)
-            dataset = dataset.select([i for i in range(len(dataset)) if i not in bad_set])
-            self.num_invalid_rows += len(bad)
-            logger.warning(
-                "Skipped %d invalid %s rows of %d; the first: %s", len(bad), split, len(problems), problems[bad[0]]
-            )
-            if len(dataset) == 0:
-                raise InvalidRowError(f"Every {split} row is invalid; the first: {problems[bad[0]]}")
-
-        if args.cache_imagery_targets and "imagery_targets" not in dataset.column_names:
-            dataset = cache_imagery_targets(
-                dataset,
-                model,
-                processor,
-                batch_size=max(1, args.per_device_eval_batch_size),
-                imagery_max_pixels=args.imagery_max_pixels,
-            )
-        if args.pre_encode:
-            dataset = self._pre_encode(dataset, collator, args, split)
+        dataset, num_invalid = prepare_dift_dataset(dataset, model, processor, collator, args, split)
+        self.num_invalid_rows += num_invalid
         return dataset
-
-    @staticmethod
-    def _pre_encode(dataset, collator: DIFTDataCollator, args: DIFTConfig, split: str):
-        def encode(row):
-            try:
-                enc = collator.encode_row(row)
-            except InvalidRowError as e:
-                if not args.skip_invalid_rows:
-                    raise
-                logger.warning("Skipping invalid row: %s", e)
-                return {"_ok": False, **{k: None for k in _ENCODED_KEYS}}
-            return {"_ok": True, **{k: enc.get(k) for k in _ENCODED_KEYS}}
-
-        n = len(dataset)
-        dataset = dataset.map(
-            encode, remove_columns=dataset.column_names, num_proc=args.dataset_num_proc, desc=f"Encoding {split} rows"
-        )
-        dataset = dataset.filter(lambda ok: ok, input_columns="_ok").remove_columns("_ok")
-        if len(dataset) < n:
-            logger.warning("Skipped %d %s rows whose images could not be read.", n - len(dataset), split)
-        if len(dataset) == 0:
-            raise InvalidRowError(f"No {split} row could be encoded.")
-        return dataset.with_format("torch")
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
         # Overwritten -- Qwen-VL checkpoints are written in the legacy key layout (`visual.*`, `model.layers.*`); the
@@ -473,7 +323,7 @@ class DIFTTrainer(Trainer):
         # weights as JSON (trainers/records.py), so a model card can say how the folder was made.
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
-            write_training_record(self, output_dir or self.args.output_dir, _unwrap(self.model))
+            write_training_record(self, output_dir or self.args.output_dir, unwrap_latent_model(self.model))
 
     # ---------------------------------------------------------------- loss and logging
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -541,18 +391,6 @@ def _call_model_init(model_init, trial):
         raise RuntimeError("model_init returned None; it must return a model.")
     return model
 
-
-_ENCODED_KEYS = (
-    "input_ids",
-    "mm_token_type_ids",
-    "pixel_values_videos",
-    "video_grid_thw",
-    "second_per_grid_ts",
-    "imagery_pixel_values",
-    "imagery_grid_thw",
-    "imagery_targets",
-    "num_imagery",
-)
 
 __all__ = [
     "DIFTTrainer",

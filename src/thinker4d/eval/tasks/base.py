@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ...answers import extract_choice, extract_choice_lenient
 from ...prompting import LETTERS, build_messages, render_options
-from ..parsing import extract_choice, extract_choice_lenient
 
 
 @dataclass

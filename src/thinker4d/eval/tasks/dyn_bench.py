@@ -82,7 +82,7 @@ def _folder_frames(folder: Path, fps: float):
         from PIL import Image
 
         from ...images import to_rgb_array
-        from ..video import VideoError
+        from ...video import VideoError
 
         files = _frame_files(folder) if folder.is_dir() else []
         if not files:

@@ -15,7 +15,8 @@ What differs from the paper's `evaluation/dsr_eval.py` (docs/paper_differences.m
 3. [`paper_extract_choice`] reproduces the paper's rule so that its published result files can be re-scored
    (see `thinker4d.eval.metrics.rescore_paper_results`).
 
-This module imports only the standard library: `thinker4d.rewards` imports [`extract_choice`] from here.
+This module imports only the standard library: `thinker4d.rewards` (training) and `thinker4d.eval` import the parsers
+from here, so the rewards do not import the evaluation package.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ def extract_choice(text: str | None, letters: str = "ABCD", options: Sequence[st
     Example:
 
     ```python
-    >>> from thinker4d.eval import extract_choice
+    >>> from thinker4d.answers import extract_choice
     >>> extract_choice("<think>...<|latent_start|><|latent_pad|><|latent_end|></think><answer>B. Pan Right</answer>")
     'B'
     >>> extract_choice("<answer>Pan Right</answer>", options=["A. Pan Left", "B. Pan Right"])
@@ -174,7 +175,7 @@ def extract_choice_lenient(
     Example:
 
     ```python
-    >>> from thinker4d.eval import extract_choice_lenient
+    >>> from thinker4d.answers import extract_choice_lenient
     >>> extract_choice_lenient("<think>the camera turns</think> The answer is C.")
     'C'
     ```
@@ -244,7 +245,7 @@ def paper_extract_choice(raw: str | None) -> str:
     Example:
 
     ```python
-    >>> from thinker4d.eval import paper_extract_choice
+    >>> from thinker4d.answers import paper_extract_choice
     >>> paper_extract_choice("<answer>Based on the video, C</answer>")  # "B" of "Based": the rule's known flaw
     'B'
     ```

@@ -1,4 +1,5 @@
-"""Decode a benchmark video once, at a target frame rate with a frame cap, and cache the frames on disk.
+"""Decode a video once, at a target frame rate with a frame cap, and cache the frames on disk. Used by evaluation
+(benchmark videos) and by the 4DRL trainer (rows with a `video` path).
 
 Paper: https://huggingface.co/papers/2605.05997
 
