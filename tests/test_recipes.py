@@ -256,9 +256,17 @@ def test_accelerate_config_loads(path, monkeypatch):
     config = ClusterConfig.from_yaml_file(str(path))  # raises on keys accelerate does not know
     assert config.compute_environment.value == "LOCAL_MACHINE"
     assert config.mixed_precision == "bf16" and config.num_machines == 1 and config.num_processes == 8
-    expected = {"ddp.yaml": ("MULTI_GPU", None), "zero2.yaml": ("DEEPSPEED", 2), "zero3.yaml": ("DEEPSPEED", 3)}
+    expected = {
+        "ddp.yaml": ("MULTI_GPU", None),
+        "fsdp.yaml": ("FSDP", None),
+        "zero2.yaml": ("DEEPSPEED", 2),
+        "zero3.yaml": ("DEEPSPEED", 3),
+    }
     kind, stage = expected[path.name]
     assert config.distributed_type.value == kind
+    if kind == "FSDP":
+        _check_fsdp_env(path, monkeypatch)
+        return
     if stage is None:
         assert config.deepspeed_config == {}
         return
@@ -277,3 +285,21 @@ def test_accelerate_config_loads(path, monkeypatch):
     assert env["ACCELERATE_MIXED_PRECISION"] == "bf16"
     # left to the recipe's TrainingArguments ("auto"), so GRPO's gradient_accumulation_steps is never contradicted
     assert "ACCELERATE_GRADIENT_ACCUMULATION_STEPS" not in env and "ACCELERATE_GRADIENT_CLIPPING" not in env
+
+
+def _check_fsdp_env(path, monkeypatch):
+    """What `accelerate launch` hands the training processes for the FSDP config, and the plugin they build from it."""
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    args, _ = parse_launch(["--config_file", _rel(path), "-m", "thinker4d.cli", "dift"])
+    env = prepare_multi_gpu_env(args)
+    assert env["ACCELERATE_USE_FSDP"] == "true" and env["ACCELERATE_MIXED_PRECISION"] == "bf16"
+    assert env["FSDP_VERSION"] == "2" and env["FSDP_CPU_RAM_EFFICIENT_LOADING"] == "true"
+    # activation checkpointing comes from the recipe (Trainer's gradient_checkpointing); both at once is an error
+    assert env["FSDP_ACTIVATION_CHECKPOINTING"] == "false"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    plugin = FullyShardedDataParallelPlugin()
+    assert plugin.fsdp_version == 2 and plugin.reshard_after_forward is True and plugin.cpu_ram_efficient_loading
+    assert plugin.state_dict_type.name == "FULL_STATE_DICT"

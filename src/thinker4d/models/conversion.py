@@ -13,6 +13,8 @@ section 2):
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from .configuration_thinker4d import (
@@ -105,6 +107,19 @@ def _mean_init_rows(weight: torch.Tensor, new_ids: list[int], n_old: int) -> Non
         mean = weight[:n_old].float().mean(0).to(weight.dtype)
         for i in new_ids:
             weight[i] = mean
+
+
+def _gathered(params: list):
+    """A context in which ZeRO-3-partitioned `params` are whole, rank 0's edits being kept; a no-op otherwise.
+
+    deepspeed is imported only when a parameter is partitioned, so it is installed; this is how transformers' own
+    modeling files edit partitioned weights.
+    """
+    if not any(hasattr(p, "ds_id") for p in params):
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(params, modifier_rank=0)
 
 
 def _to_thinker4d_object(base, latent_fields: dict):
@@ -212,14 +227,19 @@ def from_base(
     tokenizer = processor.tokenizer
     ids, n_before = add_latent_tokens(tokenizer)
     new_ids = [i for i in ids.values() if i >= n_before]
-    n_rows = model.get_input_embeddings().weight.shape[0]
+    # num_embeddings, not weight.shape: under ZeRO-3 the weight is a partition (shape (0,)), and reading 0 rows would
+    # "grow" (in fact shrink) a padded matrix down to the tokenizer's length
+    n_rows = model.get_input_embeddings().num_embeddings
     if max(ids.values()) >= n_rows:
         model.resize_token_embeddings(max(ids.values()) + 1, mean_resizing=False)
     if new_ids:
-        _mean_init_rows(model.get_input_embeddings().weight, new_ids, n_before)
+        weights = [model.get_input_embeddings().weight]
         out = model.get_output_embeddings()
-        if out is not None and out.weight.data_ptr() != model.get_input_embeddings().weight.data_ptr():
-            _mean_init_rows(out.weight, new_ids, n_before)
+        if out is not None and out.weight is not weights[0]:  # an untied lm_head
+            weights.append(out.weight)
+        with _gathered(weights):
+            for weight in weights:
+                _mean_init_rows(weight, new_ids, n_before)
     model.config.latent_start_id = ids[LATENT_START_TOKEN]
     model.config.latent_pad_id = ids[LATENT_PAD_TOKEN]
     model.config.latent_end_id = ids[LATENT_END_TOKEN]
