@@ -13,15 +13,16 @@ what stock `generate` costs on the same model and prompt.
   temporal patch 2, min_pixels 3,136, max_pixels 12,845,056) around the offline byte-level tokenizer of
   `thinker4d.tiny` (the Hub, and so Qwen's tokenizer, is not needed), so text takes more tokens than with Qwen's BPE
   and token ids differ; the vision token counts are the real ones.
-- The sample: `--frames` video frames and `--imagery` imagery overlays, all `--size` x `--size` pixels (default 8 frames
-  at 448 x 448 = 200,704 px, the paper's per-frame budget, plus two imagery blocks with K = 4).
+- The sample: `--frames` video frames and `--imagery` imagery overlays, all `--size` x `--size` pixels (default 4 frames
+  at 448 x 448 = 200,704 px, the paper's per-frame budget, plus two imagery blocks with K = 4; 8 frames did not fit in
+  24 GB on the development machine).
 - `dift_step_s`: one `DIFTTrainer.compute_loss` + backward with LoRA (r = 16 on the attention and MLP projections) and
   activation checkpointing, frozen vision tower, one row. `latent_over_stock`: the time of `model.generate` (the
   latent loop) over `GenerationMixin.generate` (transformers' loop) for the same greedy `--new-tokens` tokens from the
   video prompt, no imagery opened; both include the prefill.
 - `peak_rss_gb`: the process's peak resident memory (`ru_maxrss`), model construction included.
 
-    python benchmarks/real_shapes.py [--layers 36] [--frames 8] [--size 448] [--imagery 2] [--new-tokens 32]
+    python benchmarks/real_shapes.py [--layers 36] [--frames 4] [--size 448] [--imagery 2] [--new-tokens 32]
 
 Prints one JSON object.
 """
@@ -230,7 +231,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layers", type=int, default=36, help="text decoder layers (36 = the real 3B)")
     parser.add_argument("--vision-depth", type=int, default=32, help="vision blocks (32 = the real 3B)")
-    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=4)
     parser.add_argument("--size", type=int, default=448, help="frame and overlay side in pixels")
     parser.add_argument("--imagery", type=int, default=2, help="imagery blocks in the sample")
     parser.add_argument("--new-tokens", type=int, default=32)
