@@ -285,7 +285,7 @@ def test_push_synthesis_folder_stages_exactly_the_rows_load_dataset_returns(synt
     assert "github.com/zhangquanchen/4DThinker" not in card.text  # the paper's code is not thinker4d
 
     # `thinker4d synthesize push` uploads the same folder
-    from thinker4d.data.writer import push_dataset
+    from thinker4d.hub import push_dataset
 
     push_dataset(synthesis_dir, "me/cot")
     assert fake_api.uploaded == _tree(preview)
@@ -332,7 +332,7 @@ def test_synthesis_card_and_pushed_card_are_one_rendering(synthesis_dir, tmp_pat
 def test_push_refuses_an_unfinished_synthesis(synthesis_dir, tmp_path, fake_api):
     import shutil
 
-    from thinker4d.data.writer import push_dataset
+    from thinker4d.hub import push_dataset
 
     unfinished = tmp_path / "unfinished"
     shutil.copytree(synthesis_dir, unfinished)

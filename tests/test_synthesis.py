@@ -913,7 +913,9 @@ def test_paper_jsonl_and_push_with_mocked_hub(offline_run, tmp_path):
     back = load_paper_jsonl(str(tmp_path / "paper.jsonl"))
     assert back[0]["cot"] == _rows(out)[0]["cot"]
     api = mock.MagicMock()
-    writer.push_dataset(out, "me/4d-cot", api=api)
+    from thinker4d.hub import push_dataset
+
+    push_dataset(out, "me/4d-cot", api=api)
     api.create_repo.assert_called_once_with(repo_id="me/4d-cot", repo_type="dataset", private=None, exist_ok=True)
     assert api.upload_folder.call_args.kwargs["repo_type"] == "dataset"
 

@@ -88,7 +88,7 @@ def main(argv=None) -> int:
 
             print(f"Wrote {write_paper_jsonl(args.dataset, args.jsonl)} lines to {args.jsonl}")
         else:
-            from thinker4d.data.writer import push_dataset
+            from thinker4d.hub import push_dataset
 
             push_dataset(args.dataset, args.repo_id, private=args.private or None, license=args.license)
             print(f"Pushed {args.dataset} to https://huggingface.co/datasets/{args.repo_id}")

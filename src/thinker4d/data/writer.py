@@ -34,7 +34,7 @@ META_KEY = b"thinker4d_clip"
 
 
 # What each column of the 4D CoT schema holds (docs/design.md keeps the same table; a test checks they agree). The
-# dataset card (`thinker4d.hub.cards.render_dataset_card`) shows these next to the feature types.
+# dataset card (`thinker4d.data.card.render_dataset_card`) shows these next to the feature types.
 COLUMN_DESCRIPTIONS = {
     "id": "unique, stable: `<clip_id>/<task>/<n>`",
     "clip_id": "source clip (synthetic world seed or real clip id)",
@@ -267,9 +267,9 @@ def sources_license(sources) -> str | list[str] | None:
 
 
 def render_card(stats: dict, table) -> str:
-    """The README.md of a synthesis folder: `thinker4d.hub.cards.render_dataset_card` (the renderer `thinker4d push
+    """The README.md of a synthesis folder: `thinker4d.data.card.render_dataset_card` (the renderer `thinker4d push
     --dataset` uses too) over the rows of `table` (one `train` split) and the statistics of [`summarize`]."""
-    from thinker4d.hub.cards import render_dataset_card
+    from .card import render_dataset_card
 
     return render_dataset_card(
         features(),
@@ -279,28 +279,6 @@ def render_card(stats: dict, table) -> str:
         label_source_counts=stats.get("label_sources"),
         stats=stats,
     )
-
-
-def push_dataset(output_dir, repo_id: str, private: bool | None = None, license: str | None = None, api=None):
-    """Push a finished synthesis folder to the Hub as a dataset (`thinker4d.hub.stage_dataset` + `push_folder`): the rows
-    `datasets.load_dataset(output_dir)` returns, and a card whose license is `license` or, by default, the sources'.
-
-    Raises:
-        RuntimeError: when the folder is not complete (no `COMPLETE` marker).
-    """
-    import tempfile
-
-    from thinker4d.hub import push_folder, stage_dataset
-
-    output_dir = Path(output_dir)
-    if not is_complete(output_dir):
-        raise RuntimeError(
-            f"{output_dir} is not a finished synthesis (no {COMPLETE} marker); finish it with "
-            f"`thinker4d synthesize --output {output_dir} --resume` and the same settings first."
-        )
-    with tempfile.TemporaryDirectory(prefix="thinker4d-synth-push-") as staging:
-        stage_dataset(output_dir, staging, repo_id, license=license)
-        return push_folder(staging, repo_id, repo_type="dataset", private=private, api=api)
 
 
 def write_paper_jsonl(output_dir, jsonl_path, image_dir=None) -> int:
@@ -348,7 +326,6 @@ __all__ = [
     "features",
     "is_complete",
     "keys_to_retry",
-    "push_dataset",
     "read_clip_record",
     "read_clip_result",
     "remove_stale_temporaries",

@@ -13,8 +13,9 @@ Paper: https://huggingface.co/papers/2605.05997. What differs from the paper's r
    can use it through `generate(custom_generate=repo, trust_remote_code=True)`.
 
 Modules: `remote_code` (remote-code files, `custom_generate/`), `model_folder` (save / stage a model folder),
-`cards` (model and dataset cards), `training_record` (what a checkpoint records for its card), `dataset_folder`
-(stage a dataset), `push` (upload), `secrets` (credential scrubbing and the pre-upload check).
+`cards` (model cards), `training_record` (what a checkpoint records for its card), `dataset_folder` (stage a
+dataset), `push` (upload). The dataset card renderer (`thinker4d.data.card`) and credential scrubbing with the
+pre-upload check (`thinker4d.redact`, which the trainers use too) live in lower layers and are re-exported here.
 
 Example:
 
@@ -29,6 +30,7 @@ Example:
 """
 
 from ..models.auto import pick_attn_implementation, register_auto_classes
+from ..redact import SECRET_ENV_VARS, assert_no_secrets, find_secrets, scrub
 from .cards import (
     DATASET_TAGS,
     MODEL_TAGS,
@@ -42,9 +44,8 @@ from .cards import (
 )
 from .dataset_folder import stage_dataset
 from .model_folder import finalize_model_folder, save_for_hub, stage_model_checkpoint
-from .push import push_folder, staging_dir
+from .push import push_dataset, push_folder, staging_dir
 from .remote_code import write_custom_generate, write_remote_code
-from .secrets import SECRET_ENV_VARS, assert_no_secrets, find_secrets, scrub
 from .training_record import (
     _fmt,  # noqa: F401 -- how a card writes a value; tests compare against it
     load_training_args_bin,
@@ -66,6 +67,7 @@ __all__ = [
     "load_eval_summary",
     "load_training_args_bin",
     "pick_attn_implementation",
+    "push_dataset",
     "push_folder",
     "read_training_record",
     "register_auto_classes",

@@ -3,28 +3,30 @@
 A card states only what it is given or what the folder records: a model card lists the training stages of
 `training_stages.json`, never a stage the folder does not record; a dataset card counts rows in the data files and takes
 column meanings from `thinker4d.data.writer.COLUMN_DESCRIPTIONS`. `render_dataset_card` is the one dataset-card
-renderer: `thinker4d synthesize` (its folder's README.md) and `thinker4d push --dataset` both call it.
+renderer: `thinker4d synthesize` (its folder's README.md) and `thinker4d push --dataset` both call it. It is defined in
+`thinker4d.data.card` (the data package writes a synthesis folder's card without importing this package) and
+re-exported here.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import DatasetCardData, ModelCardData
+from huggingface_hub import ModelCardData
 
+from ..data.card import DATASET_TAGS, feature_text, render_dataset_card
 from ..models.auto import BACKBONE_OF
-from .secrets import scrub
-from .training_record import _fmt, training_hyperparameters
+from ..redact import scrub
+from ..templating import _card_templates_dir, _fmt, _jinja, _render_card
+from .training_record import training_hyperparameters
 
 
 PAPER_URL = "https://huggingface.co/papers/2605.05997"
 MODEL_TAGS = ("thinker4d", "latent-reasoning", "custom_generate")
-DATASET_TAGS = ("thinker4d", "latent-reasoning", "4d-reasoning", "video")
 _BACKBONE_TITLE = {"qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl": "Qwen3-VL"}
 # What each recorded stage did, for the card.
 STAGE_DESCRIPTIONS = {
@@ -34,47 +36,6 @@ STAGE_DESCRIPTIONS = {
     "raw-QA SFT": "supervised fine-tuning on the answer alone",
     "4DRL": "GRPO with outcome rewards on rollouts that decode with latent imagery; policy gradient on text tokens only",
 }
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Templates
-
-
-def _templates_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "templates"
-
-
-def _card_templates_dir() -> Path:
-    # The templates ship inside the package (templates/model_cards/); the repository's model_cards/ links there.
-    candidate = _templates_dir() / "model_cards"
-    if (candidate / "model_card.md.jinja").is_file():
-        return candidate
-    raise FileNotFoundError(
-        "Card templates not found: expected model_cards/model_card.md.jinja at the repository root or "
-        "thinker4d/templates/model_cards/ in the installed package. Reinstall thinker4d from a full source checkout."
-    )
-
-
-def _jinja(directory: Path):
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(directory)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-
-
-def _render_card(template: str, **values) -> str:
-    text = _jinja(_card_templates_dir()).get_template(template).render(thinker4d_version=_version(), **values)
-    return re.sub(r"\n{3,}", "\n\n", text)
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -241,114 +202,6 @@ def render_model_card(
         hyperparameters=training_hyperparameters(training_args, config_class),
         evaluations=[load_eval_summary(s) for s in (eval_summaries or [])],
         snippet=usage_snippet(repo_id, snippet_max_new_tokens),
-    )
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Dataset cards
-
-
-def _size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
-        if n < limit:
-            return name
-    return "n>1M"
-
-
-def _rejection_rows(rejected: Any) -> list[tuple[str, str, Any]]:
-    rows = []
-    for stage, value in sorted((rejected or {}).items()):
-        if isinstance(value, Mapping):
-            rows.extend((stage, reason, n) for reason, n in sorted(value.items()))
-        else:
-            rows.append(("-", stage, value))
-    return rows
-
-
-def feature_text(feature) -> str:
-    """How the card's schema table names a `datasets` feature: `string`, `float32`, `Image`, `Sequence(Image)`, ..."""
-    import datasets as hf_datasets
-
-    if isinstance(feature, hf_datasets.Value):
-        return feature.dtype
-    if isinstance(feature, hf_datasets.Image):
-        return "Image"
-    if isinstance(feature, (hf_datasets.Sequence, hf_datasets.List, list)):
-        inner = feature[0] if isinstance(feature, list) else feature.feature
-        return f"Sequence({feature_text(inner)})"
-    if isinstance(feature, dict) and {"bytes", "path"} <= set(feature):
-        return "Image"
-    return type(feature).__name__
-
-
-def render_dataset_card(
-    features: Mapping,
-    split_counts: Mapping[str, int],
-    *,
-    pretty_name: str,
-    repo_id: str | None = None,
-    task_counts: Mapping[str, int] | None = None,
-    label_source_counts: Mapping[str, int] | None = None,
-    stats: Mapping | None = None,
-    license: str | list[str] | None = None,
-    description: str | None = None,
-) -> str:
-    """Render README.md for a 4D CoT dataset from `model_cards/dataset_card.md.jinja`.
-
-    Args:
-        features (`datasets.Features`): the columns of the rows; each column's meaning comes from
-            `thinker4d.data.writer.COLUMN_DESCRIPTIONS` (empty for a column the design contract does not name).
-        split_counts (`dict[str, int]`): rows per split; each split's data files are `data/<split>-*`.
-        pretty_name (`str`): the card title and `pretty_name` metadata.
-        repo_id (`str`, *optional*): the dataset's Hub id, shown in the loading line.
-        task_counts, label_source_counts (`dict[str, int]`, *optional*): rows per `task` and per `label_source`.
-        stats (`dict`, *optional*): synthesis statistics. Keys read: `candidates`, `kept`, `rejected`
-            (`{stage: {reason: count}}` or `{reason: count}`), `pipeline` (`{step: description}`), `sources`
-            (`[{"name", "license", "url"}]`), `clips`, `errors`. Credential-like keys and secret values are dropped.
-        license (`str` or `list[str]`, *optional*): license metadata; by default the sources' license (their list when
-            they differ, `unknown` when none is recorded).
-        description (`str`, *optional*): a paragraph added under the introduction.
-    """
-    from ..data.writer import COLUMN_DESCRIPTIONS, sources_license
-
-    stats = scrub(dict(stats or {}))
-    candidates, kept = stats.get("candidates"), stats.get("kept")
-    rate = None
-    if isinstance(candidates, int) and isinstance(kept, int) and candidates > 0:
-        rate = f"{100 * (candidates - kept) / candidates:.1f}%"
-    sources = [{"name": "", "license": "", "url": "", **s} for s in stats.get("sources") or []]
-    if license is None:
-        license = sources_license(sources) or "unknown"
-    splits = sorted(split_counts)
-    metadata = DatasetCardData(
-        license=license,
-        pretty_name=pretty_name,
-        task_categories=["video-text-to-text"],
-        tags=list(DATASET_TAGS),
-        size_categories=[_size_category(sum(split_counts.values()))],
-        configs=[
-            {"config_name": "default", "data_files": [{"split": s, "path": f"data/{s}-*"} for s in splits]},
-        ],
-    )
-    return _render_card(
-        "dataset_card.md.jinja",
-        metadata_yaml=metadata.to_yaml().strip(),
-        pretty_name=pretty_name,
-        repo_id=repo_id,
-        description=description,
-        schema=[(name, feature_text(f), COLUMN_DESCRIPTIONS.get(name, "")) for name, f in features.items()],
-        split_counts=[(s, split_counts[s]) for s in splits],
-        task_counts=sorted((task_counts or {}).items()),
-        label_source_counts=sorted((label_source_counts or {}).items()),
-        pipeline=[(k, _fmt(v)) for k, v in sorted((stats.get("pipeline") or {}).items())],
-        clips=stats.get("clips"),
-        errors=len(stats.get("errors") or []),
-        rejections=_rejection_rows(stats.get("rejected")),
-        rejection_rate=rate,
-        kept=kept,
-        candidates=candidates,
-        sources=sources,
-        license=license if isinstance(license, str) else ", ".join(license),
     )
 
 

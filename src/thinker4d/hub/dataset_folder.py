@@ -11,8 +11,8 @@ from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..redact import assert_no_secrets
 from .cards import render_dataset_card
-from .secrets import assert_no_secrets
 
 
 def _finished_data_files(source: Path) -> dict[str, list[Path]]:

@@ -12,9 +12,9 @@ from transformers import AutoConfig
 
 from ..models import check_latent_tokens, latent_token_ids
 from ..models.auto import MODEL_CLASSES
+from ..redact import assert_no_secrets
 from .cards import render_model_card
 from .remote_code import _check_model_type, _read_config, write_custom_generate, write_remote_code
-from .secrets import assert_no_secrets
 from .training_record import read_training_record
 
 

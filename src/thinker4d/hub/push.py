@@ -10,8 +10,10 @@ from pathlib import Path
 
 from huggingface_hub import HfApi
 
-from .cards import _version
-from .secrets import assert_no_secrets
+from ..data.writer import COMPLETE, is_complete
+from ..redact import assert_no_secrets
+from ..templating import _version
+from .dataset_folder import stage_dataset
 
 
 logger = logging.getLogger(__name__)
@@ -57,4 +59,22 @@ def staging_dir(dry_run: str | os.PathLike | None):
     return contextlib.nullcontext(str(path))
 
 
-__all__ = ["push_folder", "staging_dir"]
+def push_dataset(output_dir, repo_id: str, private: bool | None = None, license: str | None = None, api=None):
+    """Push a finished synthesis folder to the Hub as a dataset ([`stage_dataset`] + [`push_folder`]): the rows
+    `datasets.load_dataset(output_dir)` returns, and a card whose license is `license` or, by default, the sources'.
+
+    Raises:
+        RuntimeError: when the folder is not complete (no `COMPLETE` marker).
+    """
+    output_dir = Path(output_dir)
+    if not is_complete(output_dir):
+        raise RuntimeError(
+            f"{output_dir} is not a finished synthesis (no {COMPLETE} marker); finish it with "
+            f"`thinker4d synthesize --output {output_dir} --resume` and the same settings first."
+        )
+    with tempfile.TemporaryDirectory(prefix="thinker4d-synth-push-") as staging:
+        stage_dataset(output_dir, staging, repo_id, license=license)
+        return push_folder(staging, repo_id, repo_type="dataset", private=private, api=api)
+
+
+__all__ = ["push_dataset", "push_folder", "staging_dir"]

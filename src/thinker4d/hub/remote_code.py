@@ -12,7 +12,7 @@ from pathlib import Path
 from transformers.dynamic_module_utils import get_relative_import_files
 
 from ..models.auto import MODEL_CLASSES
-from .cards import _jinja, _templates_dir, _version
+from ..templating import _jinja, _templates_dir, _version
 
 
 def _read_config(folder: Path) -> dict:

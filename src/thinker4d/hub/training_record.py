@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .secrets import scrub
+from ..redact import scrub
+from ..templating import _fmt
 
 
 logger = logging.getLogger(__name__)
@@ -32,15 +33,6 @@ _ALWAYS_SHOWN_HPARAMS = (
     "seed",
 )
 _NOT_HPARAMS = re.compile(r"^(output_dir|logging_dir|run_name|report_to|hub_.*|push_to_hub.*|resume_from_checkpoint)$")
-
-
-def _fmt(value: Any) -> str:
-    """A recorded value as the text of a card table cell."""
-    if isinstance(value, float):
-        return f"{value:.6g}"
-    if isinstance(value, (list, tuple, dict)):
-        return "`" + json.dumps(value, sort_keys=True) + "`"
-    return str(value).replace("|", "\\|").replace("\n", " ")
 
 
 def _plain(value: Any) -> Any:

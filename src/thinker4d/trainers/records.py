@@ -21,6 +21,8 @@ import json
 import os
 from pathlib import Path
 
+from ..redact import scrub
+
 
 TRAINING_ARGS_JSON = "training_args.json"
 TRAINER_STATE_JSON = "trainer_state.json"
@@ -69,8 +71,6 @@ def write_training_record(trainer, output_dir: str | os.PathLike, model) -> None
         output_dir: the folder the weights were saved in.
         model: the unwrapped thinker4d model (its `name_or_path` is where the stage started from).
     """
-    from ..hub import scrub
-
     output_dir = Path(output_dir)
     args = trainer.args
     (output_dir / TRAINING_ARGS_JSON).write_text(json.dumps(scrub(args.to_dict()), indent=2, default=str) + "\n")
