@@ -44,7 +44,17 @@ def main(argv=None) -> int:
         )
     except ValueError as e:  # settings the build refuses up front (sizes, seeds, tasks the clips cannot support)
         parser.error(str(e))
-    print(f"Wrote {len(ds)} SynthDSR questions to {args.out} (per task and answer class: {args.out}/README.md)")
+    import json
+    from pathlib import Path
+
+    stats = json.loads((Path(args.out) / "build_stats.json").read_text())
+    print(f"Wrote {len(ds)} SynthDSR questions from {stats['clips']} clips to {args.out}")
+    for task, kept in stats["kept"].items():
+        b = stats["balance"].get(task, {})
+        print(
+            f"  {task}: kept {kept} of {stats['examined'][task]} examined ({stats['skipped'][task]} skipped: class full)"
+            + (f"; majority {b['majority_rate']:.3f}, chance {b['chance']:.3f}" if b else "")
+        )
     return 0
 
 

@@ -253,16 +253,21 @@ def _distance_class(d0: float, d1: float) -> str | None:
     return None
 
 
-@_requires(min_frames=2, classes=DISTANCES)
-def object_distance(clip, rng, answer_index=None, **_):
-    """Does an object get closer to or farther from the camera (camera motion included)?"""
+def _camera_distances(clip, rng):
+    """`(name, d0, d1)` for each candidate object visible in the first and last frames: its distance (metres) to the
+    camera at the first frame and to the (possibly moved) camera at the last frame."""
     T = clip.num_frames
     cams = clip.c2w[:, :3, 3]
     for name in _candidates(clip, rng):
         tr = np.asarray(clip.tracks[name])
-        if not _visible(clip, name, [0, T - 1]):
-            continue
-        d0, d1 = float(np.linalg.norm(tr[0] - cams[0])), float(np.linalg.norm(tr[-1] - cams[-1]))
+        if _visible(clip, name, [0, T - 1]):
+            yield name, float(np.linalg.norm(tr[0] - cams[0])), float(np.linalg.norm(tr[-1] - cams[-1]))
+
+
+@_requires(min_frames=2, classes=DISTANCES)
+def object_distance(clip, rng, answer_index=None, **_):
+    """Does an object get closer to or farther from the camera (camera motion included)?"""
+    for name, d0, d1 in _camera_distances(clip, rng):
         answer = _distance_class(d0, d1)
         if answer is None:
             continue
@@ -286,13 +291,7 @@ def object_distance(clip, rng, answer_index=None, **_):
 def object_distance_change(clip, rng, answer_index=None, **_):
     """By how many metres does the distance between an object and the camera change (camera motion included)? Changes
     between the bands of `AMOUNT_BANDS_M` are not asked."""
-    T = clip.num_frames
-    cams = clip.c2w[:, :3, 3]
-    for name in _candidates(clip, rng):
-        tr = np.asarray(clip.tracks[name])
-        if not _visible(clip, name, [0, T - 1]):
-            continue
-        d0, d1 = float(np.linalg.norm(tr[0] - cams[0])), float(np.linalg.norm(tr[-1] - cams[-1]))
+    for name, d0, d1 in _camera_distances(clip, rng):
         change = abs(d1 - d0)
         answer = next((a for a, (lo, hi) in zip(AMOUNTS, AMOUNT_BANDS_M) if lo <= change < hi), None)
         if answer is None:
