@@ -10,10 +10,15 @@ def make_parser() -> argparse.ArgumentParser:
         prog="thinker4d synthdsr",
         description="Render held-out clips (seeds >= 1_000_000) and write SynthDSR questions as parquet; "
         "read back with datasets.load_dataset(OUT)['test'].",
-        epilog="example: thinker4d synthdsr --out synthdsr --num-questions 500",
+        epilog="example: thinker4d synthdsr --out synthdsr  (270 questions per task, balanced answers)",
     )
     p.add_argument("--out", required=True, help="output folder (data/test-00000-of-00001.parquet + README.md)")
-    p.add_argument("--num-questions", type=int, default=500)
+    p.add_argument(
+        "--num-questions",
+        type=int,
+        default=None,
+        help="total questions (default: 270 per task, so a 95%% interval on one task is within +-6 points)",
+    )
     p.add_argument("--seed", type=int, default=0, help="build seed, 0-8999 (selects a disjoint block of clip seeds)")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--num-frames", type=int, default=16, help="frames per clip (object_motion_state needs at least 5)")
@@ -39,7 +44,17 @@ def main(argv=None) -> int:
         )
     except ValueError as e:  # settings the build refuses up front (sizes, seeds, tasks the clips cannot support)
         parser.error(str(e))
-    print(f"Wrote {len(ds)} SynthDSR questions to {args.out}")
+    import json
+    from pathlib import Path
+
+    stats = json.loads((Path(args.out) / "build_stats.json").read_text())
+    print(f"Wrote {len(ds)} SynthDSR questions from {stats['clips']} clips to {args.out}")
+    for task, kept in stats["kept"].items():
+        b = stats["balance"].get(task, {})
+        print(
+            f"  {task}: kept {kept} of {stats['examined'][task]} examined ({stats['skipped'][task]} skipped: class full)"
+            + (f"; majority {b['majority_rate']:.3f}, chance {b['chance']:.3f}" if b else "")
+        )
     return 0
 
 

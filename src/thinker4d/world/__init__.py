@@ -32,7 +32,7 @@ from .scene import (
     ObjectSpec,
     sample_clip_spec,
 )
-from .synthdsr import build_synthdsr
+from .synthdsr import answer_balance, build_synthdsr
 
 
 __all__ = [
@@ -46,6 +46,7 @@ __all__ = [
     "ClipSpec",
     "ObjectSpec",
     "ask",
+    "answer_balance",
     "build_synthdsr",
     "camera_motion_labels",
     "canonical_motion",

@@ -7,13 +7,16 @@ from __future__ import annotations
 LETTERS = "ABCDEFGH"
 
 
-def _requires(min_frames: int):
+def _requires(min_frames: int, classes=None):
     """Declare the fewest frames a generator's question can be asked on (2 for any question about a change between
-    frames); `ask` enforces it (returns `None` below it) and `task_min_frames` reports it, so a build can refuse
-    settings under which a task never has a question."""
+    frames) and its answer classes; `ask` enforces the frames (returns `None` below them) and `task_min_frames`
+    reports them, so a build can refuse settings under which a task never has a question. `classes` (the possible
+    `answer_class` values, `None` when every answer is unique, as for boxes) lets a build give each class an equal
+    quota (`thinker4d.world.questions.task_answer_classes`)."""
 
     def mark(fn):
         fn.min_frames = int(min_frames)
+        fn.classes = None if classes is None else tuple(classes)
         return fn
 
     return mark

@@ -22,6 +22,29 @@ SLOW_MAX, FAST_MIN = 0.75, 1.0  # m/s; speeds in between are not labelled
 DOMINANCE = 2.0  # the dominant axis must be this many times the other one
 CLOSER, FARTHER, SAME_BAND = 0.85, 1.15, 0.05
 MIN_STATE_INTERVALS = 2  # frame intervals an object must spend moving, and still, to count as "stops" / "starts"
+AMOUNT_BANDS_M = ((0.0, 0.3), (0.6, 1.2), (1.8, np.inf))  # distance-change amounts; changes in between are not asked
+PREDICT_S = 1.0  # direction prediction: seconds after the last frame
+
+# Option texts (each generator offers all of its classes, so a class's share of the answers is its answer rate)
+DIRECTIONS = ("Left", "Right", "Toward the camera", "Away from the camera")
+RELATIVE_DIRECTIONS = ("The same direction", "Opposite directions", "Perpendicular directions")
+DISTANCES = ("Closer", "Farther", "About the same distance")
+RELATIVE_DISTANCES = ("Closer together", "Farther apart", "About the same distance")
+SPEEDS = ("It does not move", "Slowly (under 1 m/s)", "Quickly (over 1 m/s)")
+MOTION_STATES = (
+    "It moves throughout the video",
+    "It moves, then stops",
+    "It is still, then starts moving",
+    "It does not move",
+)
+AMOUNTS = ("Less than 0.3 m", "Between 0.6 m and 1.2 m", "More than 1.8 m")
+PREDICTIONS = (
+    "Further to the left",
+    "Further to the right",
+    "Closer to the camera",
+    "Farther from the camera",
+    "Where it is now (it is not moving at the end)",
+)
 
 
 # --------------------------------------------------------------------------------------------------- geometry helpers
@@ -73,7 +96,23 @@ def _pairs(clip, rng) -> list:
 # --------------------------------------------------------------------------------------------------- tasks
 
 
-@_requires(min_frames=2)
+def _direction_class(lat: float, dep: float, d0: float, d1: float) -> str | None:
+    """Left / Right / Toward / Away from a displacement (`lat` to the right, `dep` forward, metres) whose dominant axis
+    is `DOMINANCE` times the other; "toward"/"away" compares distances to the camera (`d0` -> `d1`), so the sign of
+    `dep` must agree with the distance change. `None` in the dead bands."""
+    if abs(lat) >= DOMINANCE * abs(dep):
+        return DIRECTIONS[1] if lat > 0 else DIRECTIONS[0]
+    if abs(dep) >= DOMINANCE * abs(lat) and (d1 < d0) == (dep < 0):
+        return DIRECTIONS[3] if dep > 0 else DIRECTIONS[2]
+    return None
+
+
+def _in_camera(clip, t: int, point) -> np.ndarray:
+    """World `point` in the coordinates of the camera at frame `t` (x right, y down, z forward)."""
+    return clip.w2c[t, :3, :3] @ np.asarray(point) + clip.w2c[t, :3, 3]
+
+
+@_requires(min_frames=2, classes=DIRECTIONS)
 def object_direction(clip, rng, answer_index=None, **_):
     """Direction of an object's motion relative to the first camera view: left / right / toward / away."""
     T = clip.num_frames
@@ -85,27 +124,93 @@ def object_direction(clip, rng, answer_index=None, **_):
         if np.linalg.norm(delta) < MIN_MOVE_M or not _visible(clip, name, [0, T - 1]):
             continue
         lat, dep = float(delta @ right), float(delta @ fwd)
-        # "toward"/"away" compares distances to the camera, so the sign of dep must agree with the distance change
-        d0, d1 = np.linalg.norm(tr[0] - cam0), np.linalg.norm(tr[-1] - cam0)
-        if abs(lat) >= DOMINANCE * abs(dep):
-            answer = "Right" if lat > 0 else "Left"
-        elif abs(dep) >= DOMINANCE * abs(lat) and (d1 < d0) == (dep < 0):
-            answer = "Away from the camera" if dep > 0 else "Toward the camera"
-        else:
+        answer = _direction_class(lat, dep, np.linalg.norm(tr[0] - cam0), np.linalg.norm(tr[-1] - cam0))
+        if answer is None:
             continue
-        return _question(
+        yield _question(
             "object_direction",
             f"Seen from the camera's starting viewpoint, in which direction does the {name} move?",
             answer,
-            ["Left", "Right", "Toward the camera", "Away from the camera"],
+            list(DIRECTIONS),
             {"object": name, "direction": answer, "lateral_m": round(lat, 3), "forward_m": round(dep, 3)},
             rng,
             answer_index,
         )
-    return None
 
 
-@_requires(min_frames=2)
+@_requires(min_frames=2, classes=DIRECTIONS)
+def object_direction_camera(clip, rng, answer_index=None, **_):
+    """Direction of an object's motion in the moving camera's own frame: where the object is relative to the camera at
+    the last frame minus where it was at the first. The camera's motion counts (a still object drifts left for a
+    camera that trucks or pans right); a mostly vertical drift (pedestal, tilt) is not asked."""
+    T = clip.num_frames
+    for name in _candidates(clip, rng):
+        tr = np.asarray(clip.tracks[name])
+        p0, p1 = _in_camera(clip, 0, tr[0]), _in_camera(clip, T - 1, tr[-1])
+        lat, down, dep = (float(x) for x in p1 - p0)
+        flat = float(np.hypot(lat, dep))
+        if flat < MIN_MOVE_M or DOMINANCE * abs(down) > flat or not _visible(clip, name, [0, T - 1]):
+            continue
+        answer = _direction_class(lat, dep, np.linalg.norm(p0), np.linalg.norm(p1))
+        if answer is None:
+            continue
+        yield _question(
+            "object_direction_camera",
+            f"Relative to the camera itself (which may be moving too), in which direction does the {name} move "
+            "between the first and the last frame?",
+            answer,
+            list(DIRECTIONS),
+            {"object": name, "direction": answer, "lateral_m": round(lat, 3), "forward_m": round(dep, 3)},
+            rng,
+            answer_index,
+        )
+
+
+@_requires(min_frames=MIN_STATE_INTERVALS + 1, classes=PREDICTIONS)
+def object_direction_prediction(clip, rng, answer_index=None, **_):
+    """Where will an object be `PREDICT_S` seconds after the last frame if it keeps the velocity it has at the end,
+    seen from the camera's last position: further left / right, closer / farther, or where it is now (it is still at
+    the end)? The object must be in the same state (moving or still) over the last `MIN_STATE_INTERVALS` frame
+    intervals, so the end velocity can be seen."""
+    T = clip.num_frames
+    cam = clip.c2w[-1, :3, 3]
+    for name in _candidates(clip, rng):
+        tr = np.asarray(clip.tracks[name])
+        end = _speeds(clip, name)[-MIN_STATE_INTERVALS:] > STILL_SPEED
+        if end.any() != end.all() or not _visible(clip, name, [T - 1]):
+            continue
+        velocity = (tr[-1] - tr[-2]) * clip.fps
+        lat = dep = 0.0
+        if not end.any():
+            answer = PREDICTIONS[4]
+        else:
+            future = tr[-1] + velocity * PREDICT_S
+            lat, down, dep = (float(x) for x in clip.w2c[-1, :3, :3] @ (future - tr[-1]))
+            if DOMINANCE * abs(down) > np.hypot(lat, dep):
+                continue
+            side = _direction_class(lat, dep, np.linalg.norm(tr[-1] - cam), np.linalg.norm(future - cam))
+            if side is None:
+                continue
+            answer = PREDICTIONS[DIRECTIONS.index(side)]  # the same order: left, right, toward (closer), away
+        yield _question(
+            "object_direction_prediction",
+            f"If the {name} keeps moving the way it moves at the end of the video, where will it be {PREDICT_S:g} s "
+            "after the last frame, as seen from the camera's last position?",
+            answer,
+            list(PREDICTIONS),
+            {
+                "object": name,
+                "prediction": answer,
+                "velocity_m_s": [round(float(x), 3) for x in velocity],
+                "lateral_m": round(lat, 3),
+                "forward_m": round(dep, 3),
+            },
+            rng,
+            answer_index,
+        )
+
+
+@_requires(min_frames=2, classes=RELATIVE_DIRECTIONS)
 def object_relative_direction(clip, rng, answer_index=None, **_):
     """Do two moving objects move in the same, opposite or perpendicular directions?"""
     T = clip.num_frames
@@ -126,16 +231,15 @@ def object_relative_direction(clip, rng, answer_index=None, **_):
             answer = "Perpendicular directions"
         else:
             continue
-        return _question(
+        yield _question(
             "object_relative_direction",
             f"Compare how the {a} and the {b} move. Do they move in the same direction?",
             answer,
-            ["The same direction", "Opposite directions", "Perpendicular directions"],
+            list(RELATIVE_DIRECTIONS),
             {"objects": [a, b], "relation": answer, "angle_deg": round(angle, 1)},
             rng,
             answer_index,
         )
-    return None
 
 
 def _distance_class(d0: float, d1: float) -> str | None:
@@ -149,24 +253,29 @@ def _distance_class(d0: float, d1: float) -> str | None:
     return None
 
 
-@_requires(min_frames=2)
-def object_distance(clip, rng, answer_index=None, **_):
-    """Does an object get closer to or farther from the camera (camera motion included)?"""
+def _camera_distances(clip, rng):
+    """`(name, d0, d1)` for each candidate object visible in the first and last frames: its distance (metres) to the
+    camera at the first frame and to the (possibly moved) camera at the last frame."""
     T = clip.num_frames
     cams = clip.c2w[:, :3, 3]
     for name in _candidates(clip, rng):
         tr = np.asarray(clip.tracks[name])
-        if not _visible(clip, name, [0, T - 1]):
-            continue
-        d0, d1 = float(np.linalg.norm(tr[0] - cams[0])), float(np.linalg.norm(tr[-1] - cams[-1]))
+        if _visible(clip, name, [0, T - 1]):
+            yield name, float(np.linalg.norm(tr[0] - cams[0])), float(np.linalg.norm(tr[-1] - cams[-1]))
+
+
+@_requires(min_frames=2, classes=DISTANCES)
+def object_distance(clip, rng, answer_index=None, **_):
+    """Does an object get closer to or farther from the camera (camera motion included)?"""
+    for name, d0, d1 in _camera_distances(clip, rng):
         answer = _distance_class(d0, d1)
         if answer is None:
             continue
-        return _question(
+        yield _question(
             "object_distance",
             f"Between the first and the last frame, does the {name} get closer to or farther from the camera?",
             answer,
-            ["Closer", "Farther", "About the same distance"],
+            list(DISTANCES),
             {
                 "object": name,
                 "distance_change": answer.split()[0].lower() if answer != "About the same distance" else "same",
@@ -176,10 +285,36 @@ def object_distance(clip, rng, answer_index=None, **_):
             rng,
             answer_index,
         )
-    return None
 
 
-@_requires(min_frames=2)
+@_requires(min_frames=2, classes=AMOUNTS)
+def object_distance_change(clip, rng, answer_index=None, **_):
+    """By how many metres does the distance between an object and the camera change (camera motion included)? Changes
+    between the bands of `AMOUNT_BANDS_M` are not asked."""
+    for name, d0, d1 in _camera_distances(clip, rng):
+        change = abs(d1 - d0)
+        answer = next((a for a, (lo, hi) in zip(AMOUNTS, AMOUNT_BANDS_M) if lo <= change < hi), None)
+        if answer is None:
+            continue
+        yield _question(
+            "object_distance_change",
+            f"By how much does the distance between the {name} and the camera change from the first to the last "
+            "frame? (The ground tiles are 1 m wide.)",
+            answer,
+            list(AMOUNTS),
+            {
+                "object": name,
+                "amount": answer,
+                "change_m": round(change, 3),
+                "start_m": round(d0, 3),
+                "end_m": round(d1, 3),
+            },
+            rng,
+            answer_index,
+        )
+
+
+@_requires(min_frames=2, classes=RELATIVE_DISTANCES)
 def object_relative_distance(clip, rng, answer_index=None, **_):
     """Do two objects get closer to or farther from each other?"""
     T = clip.num_frames
@@ -192,16 +327,15 @@ def object_relative_distance(clip, rng, answer_index=None, **_):
         if answer is None:
             continue
         answer = {"Closer": "Closer together", "Farther": "Farther apart"}.get(answer, answer)
-        return _question(
+        yield _question(
             "object_relative_distance",
             f"Between the first and the last frame, do the {a} and the {b} get closer together or farther apart?",
             answer,
-            ["Closer together", "Farther apart", "About the same distance"],
+            list(RELATIVE_DISTANCES),
             {"objects": [a, b], "distance_change": answer, "start_m": round(d0, 3), "end_m": round(d1, 3)},
             rng,
             answer_index,
         )
-    return None
 
 
 def _speed_class(speed: float) -> str | None:
@@ -214,7 +348,7 @@ def _speed_class(speed: float) -> str | None:
     return None
 
 
-@_requires(min_frames=2)
+@_requires(min_frames=2, classes=SPEEDS)
 def object_speed(clip, rng, answer_index=None, **_):
     """Speed class of an object while it moves: not moving / slow / fast."""
     T = clip.num_frames
@@ -225,22 +359,22 @@ def object_speed(clip, rng, answer_index=None, **_):
         answer = _speed_class(speed)
         if answer is None:
             continue
-        return _question(
+        yield _question(
             "object_speed",
             f"How fast does the {name} move while it is moving? (The ground tiles are 1 m wide; the video lasts "
             f"{T / clip.fps:.1f} s.)",
             answer,
-            ["It does not move", "Slowly (under 1 m/s)", "Quickly (over 1 m/s)"],
+            list(SPEEDS),
             {"object": name, "speed_class": answer, "speed_m_s": round(speed, 3)},
             rng,
             answer_index,
         )
-    return None
 
 
-@_requires(min_frames=2)
+@_requires(min_frames=2, classes=("first", "second", "same"))
 def object_speed_compare(clip, rng, answer_index=None, **_):
-    """Which of two objects moves faster (speed while moving)?"""
+    """Which of two objects moves faster (speed while moving)? Answer classes: the object named first in the question,
+    the one named second, or the same speed."""
     T = clip.num_frames
     same = "They move at about the same speed"
     for a, b in _pairs(clip, rng):
@@ -256,7 +390,7 @@ def object_speed_compare(clip, rng, answer_index=None, **_):
             answer = same
         else:
             continue
-        return _question(
+        yield _question(
             "object_speed_compare",
             f"Which moves faster while moving, the {a} or the {b}?",
             answer,
@@ -265,21 +399,15 @@ def object_speed_compare(clip, rng, answer_index=None, **_):
             rng,
             answer_index,
         )
-    return None
 
 
 # "stops" / "starts" need MIN_STATE_INTERVALS moving and MIN_STATE_INTERVALS still frame intervals, and T frames have
 # T - 1 intervals; with fewer frames two of the four options could never be the answer
-@_requires(min_frames=2 * MIN_STATE_INTERVALS + 1)
+@_requires(min_frames=2 * MIN_STATE_INTERVALS + 1, classes=MOTION_STATES)
 def object_motion_state(clip, rng, answer_index=None, **_):
     """Does an object move throughout, stop, start, or not move at all?"""
     T = clip.num_frames
-    options = [
-        "It moves throughout the video",
-        "It moves, then stops",
-        "It is still, then starts moving",
-        "It does not move",
-    ]
+    options = list(MOTION_STATES)
     for name in _candidates(clip, rng):
         if not _visible(clip, name, [0, T // 2, T - 1]):
             continue
@@ -295,7 +423,7 @@ def object_motion_state(clip, rng, answer_index=None, **_):
         else:
             continue
         k = int(np.argmax(moving != moving[0])) if changes else None
-        return _question(
+        yield _question(
             "object_motion_state",
             f"Which best describes the motion of the {name} during the video?",
             answer,
@@ -304,7 +432,6 @@ def object_motion_state(clip, rng, answer_index=None, **_):
             rng,
             answer_index,
         )
-    return None
 
 
 def _bbox(mask: np.ndarray) -> tuple | None:
@@ -327,7 +454,7 @@ def _iou(a, b) -> float:
     return inter / max(area, 1e-9)
 
 
-@_requires(min_frames=1)
+@_requires(min_frames=1, classes=None)
 def object_bbox(clip, rng, answer_index=None, **_):
     """Which box encloses an object in a given frame (from its instance mask)?"""
     if clip.instance_ids is None:
@@ -362,7 +489,7 @@ def object_bbox(clip, rng, answer_index=None, **_):
         if len(picked) < 3:
             continue
         fmt = lambda b: "[" + ", ".join(str(int(x)) for x in b) + "]"  # noqa: E731
-        return _question(
+        yield _question(
             "object_bbox",
             f"Which box [x1, y1, x2, y2] encloses the {name} in frame {f + 1} of {T}? Coordinates run from 0 to 1000, "
             "with (0, 0) at the top-left corner.",
@@ -377,4 +504,3 @@ def object_bbox(clip, rng, answer_index=None, **_):
             rng,
             answer_index,
         )
-    return None

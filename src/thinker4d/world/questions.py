@@ -9,21 +9,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from .camera_questions import camera_motion
+from .camera import canonical_motion, motion_label_text
+from .camera_questions import COMBINATION, camera_motion
 from .mcq import LETTERS, place_answer
 from .object_questions import (
+    AMOUNT_BANDS_M,
     CLOSER,
     DOMINANCE,
     FARTHER,
     FAST_MIN,
     MIN_MOVE_M,
     MIN_STATE_INTERVALS,
+    PREDICT_S,
     SAME_BAND,
     SLOW_MAX,
     STILL_SPEED,
     object_bbox,
     object_direction,
+    object_direction_camera,
+    object_direction_prediction,
     object_distance,
+    object_distance_change,
     object_motion_state,
     object_relative_direction,
     object_relative_distance,
@@ -42,6 +48,9 @@ QUESTION_TASKS = (
     "object_speed_compare",
     "object_motion_state",
     "object_bbox",
+    "object_direction_camera",
+    "object_distance_change",
+    "object_direction_prediction",
 )
 
 TASK_FUNCTIONS = {
@@ -54,13 +63,16 @@ TASK_FUNCTIONS = {
     "object_speed_compare": object_speed_compare,
     "object_motion_state": object_motion_state,
     "object_bbox": object_bbox,
+    "object_direction_camera": object_direction_camera,
+    "object_distance_change": object_distance_change,
+    "object_direction_prediction": object_direction_prediction,
 }
 
 
 def task_min_frames(task: str) -> int:
     """The fewest frames a clip needs for `task` to have a question at all (the generator's own requirement, which
-    `ask` enforces): 1 for `object_bbox`, 2 for tasks that compare frames, `2 * MIN_STATE_INTERVALS + 1` for
-    `object_motion_state`.
+    `ask` enforces): 1 for `object_bbox`, 2 for tasks that compare frames, `MIN_STATE_INTERVALS + 1` for
+    `object_direction_prediction`, `2 * MIN_STATE_INTERVALS + 1` for `object_motion_state`.
 
     Raises:
         ValueError: for an unknown task.
@@ -73,6 +85,46 @@ def task_min_frames(task: str) -> int:
 def unsupported_tasks(tasks, num_frames: int) -> dict:
     """`{task: fewest frames it needs}` for the `tasks` that never have a question on `num_frames`-frame clips."""
     return {t: task_min_frames(t) for t in tasks if num_frames < task_min_frames(t)}
+
+
+def task_answer_classes(task: str, camera_motions=None) -> tuple | None:
+    """The answer classes of `task` (the values `answer_class` takes), or `None` for `object_bbox`, whose answers are
+    all different boxes. Camera motion: the vocabulary's classes when `camera_motions` is given, else the twelve
+    classes, Stay and `COMBINATION` (all two-class motions share one class)."""
+    if task not in TASK_FUNCTIONS:
+        raise ValueError(f"Unknown question task {task!r}; choose one of: {', '.join(QUESTION_TASKS)}.")
+    if task == "camera_motion" and camera_motions:
+        return tuple(dict.fromkeys(motion_label_text(canonical_motion(m)) or "Stay" for m in camera_motions))
+    return TASK_FUNCTIONS[task].classes
+
+
+def answer_class(q: dict, camera_motions=None) -> str | None:
+    """The class of `q`'s correct answer that a balanced set gives equal shares: the answer text, except
+    `object_speed_compare` (`"first"`, `"second"` or `"same"`: which named object is faster), an unrestricted camera
+    combination (`COMBINATION`) and `object_bbox` (`None`)."""
+    task = q["task"]
+    if task == "object_bbox":
+        return None
+    if task == "object_speed_compare":
+        a, b = q["label"]["objects"]
+        return {f"The {a}": "first", f"The {b}": "second"}.get(q["answer_text"], "same")
+    if task == "camera_motion" and not camera_motions and " + " in q["answer_text"]:
+        return COMBINATION
+    return q["answer_text"]
+
+
+def iter_questions(clip, task: str, rng=None, answer_index: int | None = None, camera_motions=None):
+    """Every question of `task` that `clip` supports, lazily, in the generator's order (one per subject or pair of
+    objects; at most one for `camera_motion`). `ask` takes the first; a balanced build takes the first whose answer
+    class still has room. Arguments as for `ask`."""
+    if task not in TASK_FUNCTIONS:
+        raise ValueError(f"Unknown question task {task!r}; choose one of: {', '.join(QUESTION_TASKS)}.")
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    if clip.num_frames < TASK_FUNCTIONS[task].min_frames:
+        return iter(())
+    if task == "camera_motion":
+        return TASK_FUNCTIONS[task](clip, rng, answer_index=answer_index, camera_motions=camera_motions)
+    return TASK_FUNCTIONS[task](clip, rng, answer_index=answer_index)
 
 
 def ask(clip, task: str, rng=None, answer_index: int | None = None, camera_motions=None) -> dict | None:
@@ -95,14 +147,7 @@ def ask(clip, task: str, rng=None, answer_index: int | None = None, camera_motio
     ('Tilt Up', 'Tilt Up')
     ```
     """
-    if task not in TASK_FUNCTIONS:
-        raise ValueError(f"Unknown question task {task!r}; choose one of: {', '.join(QUESTION_TASKS)}.")
-    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    if clip.num_frames < TASK_FUNCTIONS[task].min_frames:
-        return None
-    if task == "camera_motion":
-        return TASK_FUNCTIONS[task](clip, rng, answer_index=answer_index, camera_motions=camera_motions)
-    return TASK_FUNCTIONS[task](clip, rng, answer_index=answer_index)
+    return next(iter_questions(clip, task, rng, answer_index, camera_motions), None)
 
 
 def generate_questions(clip, tasks=None, seed: int = 0) -> list[dict]:
@@ -121,6 +166,7 @@ def generate_questions(clip, tasks=None, seed: int = 0) -> list[dict]:
 
 
 __all__ = [
+    "AMOUNT_BANDS_M",
     "CLOSER",
     "DOMINANCE",
     "FARTHER",
@@ -128,23 +174,30 @@ __all__ = [
     "LETTERS",
     "MIN_MOVE_M",
     "MIN_STATE_INTERVALS",
+    "PREDICT_S",
     "QUESTION_TASKS",
     "SAME_BAND",
     "SLOW_MAX",
     "STILL_SPEED",
     "TASK_FUNCTIONS",
+    "answer_class",
     "ask",
     "camera_motion",
     "generate_questions",
     "object_bbox",
     "object_direction",
+    "object_direction_camera",
+    "object_direction_prediction",
     "object_distance",
+    "object_distance_change",
+    "iter_questions",
     "object_motion_state",
     "object_relative_direction",
     "object_relative_distance",
     "object_speed",
     "object_speed_compare",
     "place_answer",
+    "task_answer_classes",
     "task_min_frames",
     "unsupported_tasks",
 ]
