@@ -93,6 +93,84 @@ def format_table(runs, lenient: bool = False) -> str:
     return "\n".join(lines)
 
 
+def control_name(summary: dict) -> str:
+    """`"real"`, `"blind"`, `"zero"`, `"blind+shuffle"`, ...: the controls a run's summary records."""
+    parts = (["blind"] if summary.get("blind") else []) + [
+        v for v in [summary.get("latent_intervention")] if v and v != "none"
+    ]
+    return "+".join(parts) or "real"
+
+
+def has_controls(runs) -> bool:
+    """Whether any of `runs` (folders or summary files) is a control run."""
+    return any(control_name(load_summary(r)) != "real" for r in runs if not isinstance(r, tuple))
+
+
+def _question_values(folder: Path) -> dict[str, dict[int, float]]:
+    from .metrics import question_hits, read_results
+
+    path = folder / "results.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the controls table pairs questions, so it needs run folders.")
+    return question_hits(read_results(path, tolerate_partial_last_line=False))
+
+
+def format_controls(runs) -> str:
+    """Per task: the accuracy of the first run (the reference, normally the real run) with its 95% interval, and for
+    every other run its accuracy and its difference to the reference with a paired-bootstrap 95% interval over the
+    same questions. A drop whose interval lies below 0 is evidence that the model uses what the control removed.
+
+    Args:
+        runs: run folders (their `results.jsonl` is read; summaries alone cannot be paired). The runs must hold the
+            same questions (same benchmark, data and `limit`).
+    """
+    from .metrics import bootstrap_ci, paired_bootstrap_ci
+
+    if len(runs) < 2:
+        raise ValueError("The controls table needs a reference run and at least one control run.")
+    folders = [Path(r) for r in runs]
+    summaries = [load_summary(f) for f in folders]
+    values = [_question_values(f) for f in folders]
+    ref = values[0]
+    for f, v in zip(folders[1:], values[1:]):
+        if {t: sorted(q) for t, q in v.items()} != {t: sorted(q) for t, q in ref.items()}:
+            raise ValueError(
+                f"{f} holds other questions than {folders[0]}: a paired difference needs runs of the same benchmark, "
+                "data and --limit."
+            )
+    names = {k: n for s in summaries for k, n in s.get("subtask_names", {}).items()}
+    tasks = [(t, names.get(t, t)) for t in ref] + [("__all__", "All (micro)")]
+
+    def per_question(v, task):
+        if task == "__all__":
+            return [h for t in ref for h in v[t].values()]
+        return list(v[task].values())
+
+    heads = [f"{control_name(s)} ({f.name})" for s, f in zip(summaries, folders)]
+    rows = []
+    for task, label in tasks:
+        base = per_question(ref, task)
+        low, high = bootstrap_ci(base)
+        row = [label, f"{100 * sum(base) / len(base):.1f} [{100 * low:.1f}, {100 * high:.1f}]"]
+        for v in values[1:]:
+            other = per_question(v, task)
+            diff, (dl, dh) = paired_bootstrap_ci(other, base)
+            row.append(f"{100 * sum(other) / len(other):.1f}  {100 * diff:+.1f} [{100 * dl:+.1f}, {100 * dh:+.1f}]")
+        rows.append(row)
+    header = ["", *heads]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = [" | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(header, widths)))]
+    lines.append("-" * len(lines[0]))
+    lines += [
+        " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows
+    ]
+    note = (
+        f"accuracy (%) of {heads[0]} with its 95% CI; for the others: accuracy, difference to it and its paired 95% "
+        "CI (bootstrap over questions)"
+    )
+    return "\n".join([note, *lines])
+
+
 def print_table(runs, lenient: bool = False) -> None:
     """Prints [`format_table`]."""
     print(format_table(runs, lenient=lenient))
