@@ -199,7 +199,9 @@ def test_controls_refused_with_the_reason(bench, tmp_path):  # noqa: F811
     stock = build_tiny_model("qwen2_5_vl", processor)
     task = load_task("dsr_bench")
     with pytest.raises(UserError, match="needs a thinker4d model"):
-        evaluate_model(stock, processor, task, task.load(bench), tmp_path / "o", EvalConfig(latent_intervention="zero"))
+        evaluate_model(
+            stock, processor, task, task.load(bench), tmp_path / "o", EvalConfig(latent_intervention="zero")
+        )
     import thinker4d
 
     model, processor = thinker4d.from_base(stock, processor, latent_size=2)
