@@ -12,7 +12,7 @@ from _latent_helpers import ForceImageryAt
 from test_eval_runner import bench  # noqa: F401  (fixture: 7 DSR-Bench rows over 3 tiny mp4s)
 from thinker4d.eval import EvalConfig, load_task
 from thinker4d.eval.metrics import bootstrap_ci, paired_bootstrap_ci, score_records
-from thinker4d.eval.report import format_controls
+from thinker4d.eval.report import control_effects, format_controls
 from thinker4d.eval.runner import evaluate_model
 from thinker4d.tiny import build_tiny_model, build_tiny_processor
 
@@ -181,6 +181,10 @@ def test_controls_table_pairs_runs_with_the_real_one(latent_runs, bench, tmp_pat
     assert "Abs Dis" in table and "All (micro)" in table
     same = format_controls([runs["real"], runs["real"]])
     assert "+0.0 [+0.0, +0.0]" in same
+    real_summary = json.loads((runs["real"] / "summary.json").read_text())
+    effects = control_effects(runs["real"], runs["real"])
+    assert set(effects) == {*real_summary["subtask_accuracy"], "all"}
+    assert effects["all"] == {"accuracy": real_summary["accuracy"], "difference": 0.0, "difference_ci95": [0.0, 0.0]}
     from thinker4d.commands.eval import main
 
     assert main(["--compare", str(runs["real"]), str(runs["zero"]), str(runs["mean"])]) == 0

@@ -22,6 +22,7 @@ _LAZY = {
     "bootstrap_ci": "metrics",
     "paired_bootstrap_ci": "metrics",
     "format_controls": "report",
+    "control_effects": "report",
     "load_task": "tasks",
     "TASKS": "tasks",
     "plot_subtask_accuracy": "report",
