@@ -143,7 +143,7 @@ def latent_runs(bench, tmp_path_factory):  # noqa: F811
         rec = Recorder(model, force_imagery=True, pad_token_id=processor.tokenizer.pad_token_id)
         evaluate_model(rec, processor, task, examples, root / name, EvalConfig(**common, **extra))
         out[name] = root / name
-    return out, model
+    return out, model, processor, common
 
 
 def _rows(folder):
@@ -151,7 +151,7 @@ def _rows(folder):
 
 
 def test_intervention_runs_record_what_they_replaced(latent_runs):
-    runs, model = latent_runs
+    runs, model, _, _ = latent_runs
     k = model.config.latent_size
     summaries = {name: json.loads((f / "summary.json").read_text()) for name, f in runs.items()}
     real = summaries["real"]
@@ -174,8 +174,32 @@ def test_intervention_runs_record_what_they_replaced(latent_runs):
         assert set(s["ci95"]) == set(s["subtask_accuracy"])
 
 
+def test_latent_mean_of_a_resumed_run_counts_every_row_once(latent_runs, bench, tmp_path):  # noqa: F811
+    """A run that stopped after saving a batch's latent sums but before writing its rows regenerates those rows on
+    resume; the calibration mean still counts each row once."""
+    import shutil
+
+    runs, model, processor, common = latent_runs
+    task = load_task("dsr_bench")
+    out = tmp_path / "resumed"
+    shutil.copytree(runs["real"], out)
+    for name in ("summary.json", "results.jsonl", "latent_mean.pt"):
+        (out / name).unlink()
+    part = out / "parts" / "rank0.jsonl"
+    lines = part.read_text().splitlines(keepends=True)
+    part.write_text("".join(lines[:3]))  # the later rows are lost, their vectors are already in the sums
+    rec = Recorder(model, force_imagery=True, pad_token_id=processor.tokenizer.pad_token_id)
+    summary = evaluate_model(rec, processor, task, task.load(bench), out, EvalConfig(**common))
+    assert rec.calls  # rows were generated again
+    assert summary["latent_slots"] == json.loads((runs["real"] / "summary.json").read_text())["latent_slots"]
+    torch.testing.assert_close(
+        torch.load(out / "latent_mean.pt", weights_only=True),
+        torch.load(runs["real"] / "latent_mean.pt", weights_only=True),
+    )
+
+
 def test_controls_table_pairs_runs_with_the_real_one(latent_runs, bench, tmp_path):  # noqa: F811
-    runs, _ = latent_runs
+    runs, *_ = latent_runs
     table = format_controls([runs["real"], runs["zero"], runs["shuffle"]])
     assert "real (real)" in table and "zero (zero)" in table and "shuffle (shuffle)" in table
     assert "Abs Dis" in table and "All (micro)" in table
