@@ -376,6 +376,110 @@ def test_latent_norm_scales_every_slot_vector(tiny_model_and_processor):
     assert diff[text].max() < 1e-4
 
 
+def forward_with_latents(model, inputs, out, latents):
+    """A forward over `out.sequences` (a batched generation from `inputs`) with `latents` placed at the slots."""
+    seqs, prompt_len, n = out.sequences, inputs["input_ids"].shape[1], out.sequences.shape[0]
+    new = seqs.shape[1] - prompt_len
+    mask = torch.cat([inputs["attention_mask"], torch.ones(n, new, dtype=torch.long)], 1)
+    mtt = torch.cat([inputs["mm_token_type_ids"], inputs["mm_token_type_ids"].new_zeros(n, new)], 1)
+    mm = {k: v for k, v in inputs.items() if k not in ("input_ids", "attention_mask", "mm_token_type_ids")}
+    with torch.no_grad():
+        return model(
+            input_ids=seqs,
+            attention_mask=mask,
+            mm_token_type_ids=mtt,
+            latent_embeds=latents,
+            output_last_hidden_state=True,
+            **mm,
+        )
+
+
+@pytest.mark.parametrize("intervention", ["zero", "mean", "gaussian", "shuffle"])
+def test_latent_intervention_equals_manual_replacement_per_row(tiny_model_and_processor, intervention):
+    """Each row of a batch decodes as a forward with the replaced vectors placed by hand: the same logits at every
+    text position, and the fed vectors are the intervention's (zero / the given mean / noise with the real vector's
+    norm / the real vector of the next row, in cyclic order, that reached the same block and slot no later)."""
+    from thinker4d.models.generation import scale_latents
+
+    model, processor = tiny_model_and_processor
+    start, pad, _ = latent_ids(model)
+    k, hidden = model.config.latent_size, model.config.text_config.hidden_size
+    inputs = video_inputs(processor, 3)
+    schedule = [(1, 9), (3, 12), (1, 15)]  # rows 0 and 2 open their first block together; row 0 leads the second
+
+    def force():
+        keys = iter(range(3))
+        return LogitsProcessorList(
+            [ForceImageryAt(start, processor.tokenizer.pad_token_id, schedule=lambda _: schedule[next(keys)])]
+        )
+
+    kw = dict(max_new_tokens=22, do_sample=False, return_dict_in_generate=True, output_logits=True)
+    mean = torch.randn(k, hidden, generator=torch.Generator().manual_seed(3)) if intervention == "mean" else None
+    torch.manual_seed(0)
+    out = model.generate(**inputs, logits_processor=force(), latent_intervention=intervention, latent_mean=mean, **kw)
+    assert out.imagery_blocks.tolist() == [2, 2, 2]
+    if intervention in ("zero", "mean"):  # by hand from the sequences alone
+        slots = [int((row == pad).sum()) for row in out.sequences]
+        fill = [torch.zeros(n, hidden) if mean is None else mean.repeat(n // k, 1) for n in slots]
+        manual = torch.cat(fill)
+        torch.testing.assert_close(torch.cat(out.latents), manual)
+    else:
+        manual = torch.cat(out.latents)
+    fwd = forward_with_latents(model, inputs, out, manual)
+    prompt_len = inputs["input_ids"].shape[1]
+    rollout = torch.stack(out.logits, 1)
+    text = out.sequences[:, prompt_len:] != pad
+    diff = (rollout.log_softmax(-1) - fwd.logits[:, prompt_len - 1 : -1].float().log_softmax(-1)).abs().amax(-1)
+    assert diff[text].max() < 1e-4
+    # the real vector of each slot: the (scaled) hidden state before it, computed from the fed vectors
+    real = [
+        scale_latents(fwd.last_hidden_state[r, out.latent_positions[r] - 1], model.config.latent_norm)
+        for r in range(3)
+    ]
+    if intervention == "gaussian":
+        for r in range(3):
+            torch.testing.assert_close(out.latents[r].norm(dim=-1), real[r].norm(dim=-1), atol=1e-4, rtol=1e-4)
+            assert torch.nn.functional.cosine_similarity(out.latents[r], real[r], dim=-1).abs().max() < 0.9
+        assert out.intervened_slots.tolist() == [2 * k] * 3
+    if intervention == "shuffle":
+        expected, replaced = [], []
+        for r in range(3):
+            for i, column in enumerate(out.latent_positions[r].tolist()):
+                donors = [
+                    d
+                    for d in ((r + 1) % 3, (r + 2) % 3)
+                    if int(out.latent_positions[d][i]) <= column  # slot i of row d is the same block and slot
+                ]
+                expected.append(real[donors[0]][i] if donors else real[r][i])
+                replaced.append(bool(donors))
+        torch.testing.assert_close(torch.cat(out.latents), torch.stack(expected), atol=1e-5, rtol=1e-4)
+        per_row = torch.tensor(replaced).reshape(3, 2 * k).sum(1)
+        assert out.intervened_slots.tolist() == per_row.tolist()
+        assert per_row.tolist() == [k, 2 * k, 2 * k]  # row 0 is the first to reach its second block: no donor
+
+
+def test_latent_intervention_validation(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    ids = processor.tokenizer(["Which way?"], return_tensors="pt")
+    with pytest.raises(ValueError, match="latent_intervention must be one of"):
+        model.generate(**ids, max_new_tokens=2, latent_intervention="blur")
+    with pytest.raises(ValueError, match="needs latent_mean"):
+        model.generate(**ids, max_new_tokens=2, latent_intervention="mean")
+    with pytest.raises(ValueError, match="one row per slot"):
+        model.generate(**ids, max_new_tokens=2, latent_intervention="mean", latent_mean=torch.zeros(3, 8))
+
+
+def test_mean_latent_per_slot_and_overall():
+    from thinker4d.models.generation import mean_latent
+
+    a = torch.arange(8.0).reshape(4, 2)  # two blocks of K = 2
+    b = torch.ones(2, 2)
+    torch.testing.assert_close(mean_latent([[a], [b]], 2), torch.tensor([[5 / 3, 7 / 3], [3.0, 11 / 3]]))
+    torch.testing.assert_close(mean_latent([a, b], 2, per_slot=False), torch.tensor([7 / 3, 3.0]))
+    with pytest.raises(ValueError, match="no latent vectors"):
+        mean_latent([torch.zeros(0, 2)], 2)
+
+
 def test_latent_norm_validation(backbone):
     from thinker4d import Thinker4DQwen2_5_VLConfig, Thinker4DQwen3VLConfig
 

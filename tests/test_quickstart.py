@@ -106,6 +106,26 @@ def test_quickstart_end_to_end_and_resume(tmp_path, capfd):
         assert all(0.0 <= v <= 1.0 for v in accs.values())
     assert summary["chance"]["camera_motion"] == pytest.approx(0.25)
     assert set(summary["answer_text_accuracy"]) == set(MODELS)
+    # controls: 95% intervals and the blind baseline for every model, the latent interventions for the DIFT models
+    for name in MODELS:
+        assert set(summary["ci95"][name]) == set(summary[name]), name
+        assert all(low <= summary[name][t] <= high for t, (low, high) in summary["ci95"][name].items()), name
+        blind = summary["blind"][name]
+        assert set(blind) == set(summary[name])
+        for task, effect in blind.items():
+            assert effect["difference"] == pytest.approx(effect["accuracy"] - summary[name][task])
+            low, high = effect["difference_ci95"]
+            assert low <= effect["difference"] <= high
+        assert json.loads((tmp_path / f"eval_{name}" / "blind" / "summary.json").read_text())["blind"] is True
+    assert set(summary["interventions"]) == {"dift", "dift_grpo"}
+    for name in ("dift", "dift_grpo"):
+        ran = set(summary["interventions"][name])
+        assert {"zero", "gaussian", "shuffle"} <= ran <= {"zero", "gaussian", "shuffle", "mean"}
+        # "mean" needs the real run's fed-back vectors: it runs exactly when the model opened an imagery block
+        assert ("mean" in ran) == (tmp_path / f"eval_{name}" / "run" / "latent_mean.pt").is_file()
+        for intervention in ran:
+            run = json.loads((tmp_path / f"eval_{name}" / intervention / "summary.json").read_text())
+            assert run["latent_intervention"] == intervention
     assert all(0.0 <= v <= 1.0 for v in summary["answer_text_accuracy"]["dift"].values())
     # every model starts from the option-reading warm-up, which is the "untrained" model of the table
     assert json.loads((tmp_path / "train_warmup" / "DONE.json").read_text())["steps"] == TOY["warmup_steps"]

@@ -7,6 +7,10 @@ thinker4d eval --model out/4drl --benchmark dsr_bench --data DSR_Suite-Data/benc
     --video-root raw_data/DSR-data/bmk_video --output runs/4drl-dsr
 accelerate launch -m thinker4d.commands.eval --model out/4drl --benchmark dsr_bench --data ... --output ...
 thinker4d eval --compare runs/dift-dsr runs/4drl-dsr --plot runs/compare.png
+thinker4d eval --model out/dift ... --output runs/dift-blind --blind                  # controls: text alone,
+thinker4d eval --model out/dift ... --output runs/dift-zero --latent-intervention zero  # imagery replaced
+thinker4d eval --model out/dift ... --output runs/dift-mean --latent-intervention mean --latent-mean runs/dift
+thinker4d eval --compare runs/dift runs/dift-blind runs/dift-zero runs/dift-mean      # + differences to the first, 95% CI
 thinker4d eval --rescore-paper dsr_eval_20260428_115155.jsonl
 thinker4d eval --config eval_dsr.yaml --model out/dift      # YAML keys are the flags (video_root or video-root)
 ```
@@ -51,10 +55,31 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--retry-errors", action="store_true", help="on resume, redo rows that hit a generation error")
     p.add_argument("--dtype", default="auto", help="model dtype (auto, bfloat16, float32, ...)")
     p.add_argument(
+        "--blind",
+        action="store_true",
+        help="control: replace every frame with a constant mid-grey frame (same count, size and prompt)",
+    )
+    p.add_argument(
+        "--latent-intervention",
+        default="none",
+        choices=["none", "zero", "gaussian", "shuffle", "mean"],
+        help="control for thinker4d models: replace every fed-back imagery vector with the zero vector, Gaussian noise "
+        "of the same norm, another question's vector in the batch (same block and slot; needs --batch-size > 1), or "
+        "the calibration mean (--latent-mean)",
+    )
+    p.add_argument(
+        "--latent-mean",
+        metavar="RUN_OR_FILE",
+        help="for --latent-intervention mean: a finished run of the same model without intervention (its "
+        "latent_mean.pt: the mean fed-back vector per slot over that run's questions) or a torch tensor file",
+    )
+    p.add_argument(
         "--compare",
         nargs="+",
         metavar="RUN",
-        help="print a table of finished runs (folders or summaries), a column per recorded model",
+        help="print a table of finished runs (folders or summaries), a column per recorded model; when control runs "
+        "(--blind, --latent-intervention) are among the folders, also their accuracy and difference to the first "
+        "run, with paired-bootstrap 95%% intervals",
     )
     p.add_argument("--plot", metavar="PNG", help="with --compare or after a run: per-subtask accuracy bar chart")
     p.add_argument(
@@ -90,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         with input_errors():
             report.print_table(args.compare, lenient=True)
+            if report.has_controls(args.compare):
+                print()
+                print(report.format_controls(args.compare))
             if args.plot:
                 print(f"plot: {report.plot_subtask_accuracy(args.compare, args.plot)}")
         return 0
@@ -121,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
             cache_dir=args.cache_dir,
             limit=args.limit,
             retry_errors=args.retry_errors,
+            blind=args.blind,
+            latent_intervention=args.latent_intervention,
+            latent_mean=args.latent_mean,
         )
     with input_errors(FileNotFoundError):  # the benchmark data the user named
         summary = run_evaluation(

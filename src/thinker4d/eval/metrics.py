@@ -10,6 +10,9 @@ What differs from the paper's `aggregate_subtask_metrics` (docs/paper_difference
 2. With `n` samples per question, accuracies are averaged over samples and `accuracy_stderr` is the standard error
    over the `n` per-sample runs; with one sample it is the binomial standard error `sqrt(p (1 - p) / N)`.
 3. Accuracies are fractions in [0, 1] (the paper's files use percentages; the table printer shows percentages).
+4. Each accuracy also gets a 95% interval by bootstrap over questions (`ci95`), and a control run (blind frames, a
+   latent intervention) its difference to the real run with a paired bootstrap interval ([`paired_bootstrap_ci`]);
+   the paper reports point estimates only.
 """
 
 from __future__ import annotations
@@ -50,6 +53,98 @@ def _accuracies(records: Sequence[dict], hit_key: str, order: Sequence[str]) -> 
     }
 
 
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+CI_METHOD = f"percentile bootstrap over questions, {BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}"
+
+
+def _bootstrap_means(values, resamples: int, seed: int):
+    """`(resamples,)` means of `values` resampled with replacement; the same `seed` and length draw the same
+    resamples, so two runs over the same questions are resampled together."""
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or not len(values):
+        raise ValueError(f"bootstrap needs a non-empty 1-D list of per-question values, got shape {values.shape}.")
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    chunk = max(1, 2_000_000 // len(values))  # bounded memory for large benchmarks
+    for lo in range(0, resamples, chunk):
+        n = min(chunk, resamples - lo)
+        means[lo : lo + n] = values[rng.integers(0, len(values), size=(n, len(values)))].mean(axis=1)
+    return means
+
+
+def bootstrap_ci(
+    values: Sequence[float], level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> list[float]:
+    """Percentile bootstrap interval of the mean of per-question values (hits, or the mean hit over samples).
+
+    Questions are resampled with replacement `resamples` times with a fixed `seed`, so the interval is reproducible.
+
+    Args:
+        values (`Sequence[float]`): one value per question.
+        level (`float`, *optional*, defaults to 0.95): coverage of the interval.
+        resamples (`int`, *optional*, defaults to 10000), seed (`int`, *optional*, defaults to 0): bootstrap settings.
+
+    Returns:
+        `[low, high]`.
+
+    Example:
+
+    ```python
+    >>> bootstrap_ci([1, 1, 1, 1])
+    [1.0, 1.0]
+    ```
+    """
+    import numpy as np
+
+    means = _bootstrap_means(values, resamples, seed)
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return [float(low), float(high)]
+
+
+def paired_bootstrap_ci(
+    control: Sequence[float],
+    reference: Sequence[float],
+    level: float = 0.95,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, list[float]]:
+    """The difference `mean(control) - mean(reference)` over the same questions and its paired bootstrap interval
+    (each resample draws the same questions from both runs, so question difficulty cancels out).
+
+    Args:
+        control, reference (`Sequence[float]`): per-question values of two runs, in the same question order.
+
+    Returns:
+        `(difference, [low, high])`.
+
+    Example:
+
+    ```python
+    >>> paired_bootstrap_ci([0, 1, 1], [0, 1, 1])
+    (0.0, [0.0, 0.0])
+    ```
+    """
+    if len(control) != len(reference):
+        raise ValueError(
+            f"A paired interval needs the same questions in both runs, got {len(control)} and {len(reference)}."
+        )
+    diffs = [float(c) - float(r) for c, r in zip(control, reference)]
+    return sum(diffs) / len(diffs), bootstrap_ci(diffs, level, resamples, seed)
+
+
+def question_hits(records: Iterable[dict], hit_key: str = "hit") -> dict[str, dict[int, float]]:
+    """`{task: {question index: mean hit over its samples}}` (errors count as misses): the per-question values the
+    intervals resample."""
+    sums: dict[str, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for r in records:
+        sums[r["task"]][int(r["index"])].append(int(bool(r.get(hit_key))))
+    return {t: {i: sum(h) / len(h) for i, h in sorted(by_q.items())} for t, by_q in sums.items()}
+
+
 def score_records(
     records: Iterable[dict],
     subtasks: dict[str, str] | None = None,
@@ -69,7 +164,8 @@ def score_records(
         `dict` with `total` (questions), `num_samples`, `records`, `evaluated`, `errors`, `error_counts`,
         `unparsed`, `correct`, `accuracy` (micro, errors counted wrong), `micro_accuracy`, `macro_accuracy`,
         `subtask_accuracy`, `subtask_correct`, `subtask_total` (questions), `subtask_names`, `accuracy_stderr`,
-        `sample_accuracy`, `parser` = `"strict"`, and `lenient` (the same numbers with the lenient parser, labelled).
+        `sample_accuracy`, `ci95` (`{subtask: [low, high]}`, see [`bootstrap_ci`]), `accuracy_ci95` (micro),
+        `ci_method`, `parser` = `"strict"`, and `lenient` (the same numbers with the lenient parser, labelled).
 
     Example:
 
@@ -93,6 +189,7 @@ def score_records(
         _accuracies([r for r in records if int(r.get("sample", 0)) == s], "hit", order)["accuracy"] for s in samples
     ]
     p = strict["accuracy"]
+    per_question = question_hits(records)
     if len(per_sample) > 1:
         mean = sum(per_sample) / len(per_sample)
         var = sum((a - mean) ** 2 for a in per_sample) / (len(per_sample) - 1)
@@ -119,6 +216,9 @@ def score_records(
         "accuracy_stderr": stderr,
         "stderr_method": method,
         "sample_accuracy": per_sample,
+        "ci95": {k: bootstrap_ci(list(per_question[k].values())) for k in keys},
+        "accuracy_ci95": bootstrap_ci([h for k in keys for h in per_question[k].values()]) if keys else None,
+        "ci_method": CI_METHOD,
         "parser": "strict",
         "lenient": {
             "label": LENIENT_LABEL,

@@ -93,6 +93,105 @@ def format_table(runs, lenient: bool = False) -> str:
     return "\n".join(lines)
 
 
+def control_name(summary: dict) -> str:
+    """`"real"`, `"blind"`, `"zero"`, `"blind+shuffle"`, ...: the controls a run's summary records."""
+    parts = (["blind"] if summary.get("blind") else []) + [
+        v for v in [summary.get("latent_intervention")] if v and v != "none"
+    ]
+    return "+".join(parts) or "real"
+
+
+def has_controls(runs) -> bool:
+    """Whether any of `runs` (folders or summary files) is a control run."""
+    return any(control_name(load_summary(r)) != "real" for r in runs if not isinstance(r, tuple))
+
+
+def _question_values(folder: Path) -> dict[str, dict[int, float]]:
+    from .metrics import question_hits, read_results
+
+    path = Path(folder) / "results.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: comparing controls pairs questions, so it needs run folders.")
+    return question_hits(read_results(path, tolerate_partial_last_line=False))
+
+
+def _paired_values(reference: dict, control: dict, names: tuple[str, str]) -> dict[str, tuple[list, list]]:
+    """`{task: (reference values, control values)}` over the same questions, plus `"all"`."""
+    if {t: sorted(q) for t, q in control.items()} != {t: sorted(q) for t, q in reference.items()}:
+        raise ValueError(
+            f"{names[1]} holds other questions than {names[0]}: a paired difference needs runs of the same "
+            "benchmark, data and --limit."
+        )
+    out = {t: (list(reference[t].values()), [control[t][i] for i in reference[t]]) for t in reference}
+    out["all"] = ([v for r, _ in out.values() for v in r], [v for _, c in out.values() for v in c])
+    return out
+
+
+def control_effects(reference, control) -> dict:
+    """Per task (and `"all"`, micro): the control run's accuracy, its difference to the reference run and the paired
+    bootstrap 95% interval of that difference ([`paired_bootstrap_ci`] over the same questions).
+
+    Args:
+        reference, control: run folders (their `results.jsonl`) of the same benchmark, data and `limit`.
+
+    Returns:
+        `{task: {"accuracy": float, "difference": float, "difference_ci95": [low, high]}}`.
+    """
+    from .metrics import paired_bootstrap_ci
+
+    pairs = _paired_values(_question_values(reference), _question_values(control), (str(reference), str(control)))
+    out = {}
+    for task, (ref, other) in pairs.items():
+        diff, interval = paired_bootstrap_ci(other, ref)
+        out[task] = {"accuracy": sum(other) / len(other), "difference": diff, "difference_ci95": interval}
+    return out
+
+
+def format_controls(runs) -> str:
+    """Per task: the accuracy of the first run (the reference, normally the real run) with its 95% interval, and for
+    every other run its accuracy and its difference to the reference with a paired-bootstrap 95% interval over the
+    same questions ([`control_effects`]). A drop whose interval lies below 0 is evidence that the model uses what the
+    control removed.
+
+    Args:
+        runs: run folders (their `results.jsonl` is read; summaries alone cannot be paired). The runs must hold the
+            same questions (same benchmark, data and `limit`).
+    """
+    from .metrics import bootstrap_ci
+
+    if len(runs) < 2:
+        raise ValueError("The controls table needs a reference run and at least one control run.")
+    folders = [Path(r) for r in runs]
+    summaries = [load_summary(f) for f in folders]
+    effects = [control_effects(folders[0], f) for f in folders[1:]]
+    reference = _paired_values(*[_question_values(folders[0])] * 2, (str(folders[0]),) * 2)
+    names = {k: n for s in summaries for k, n in s.get("subtask_names", {}).items()}
+    heads = [f"{control_name(s)} ({f.name})" for s, f in zip(summaries, folders)]
+    rows = []
+    for task, (base, _) in reference.items():
+        low, high = bootstrap_ci(base)
+        row = [names.get(task, "All (micro)" if task == "all" else task)]
+        row.append(f"{100 * sum(base) / len(base):.1f} [{100 * low:.1f}, {100 * high:.1f}]")
+        for e in effects:
+            acc, diff, (dl, dh) = e[task]["accuracy"], e[task]["difference"], e[task]["difference_ci95"]
+            row.append(f"{100 * acc:.1f}  {100 * diff:+.1f} [{100 * dl:+.1f}, {100 * dh:+.1f}]")
+        rows.append(row)
+    header = ["", *heads]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells):
+        return " | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    lines = [line(header)]
+    lines.append("-" * len(lines[0]))
+    lines += [line(r) for r in rows]
+    note = (
+        f"accuracy (%) of {heads[0]} with its 95% CI; for the others: accuracy, difference to it and its paired 95% "
+        "CI (bootstrap over questions)"
+    )
+    return "\n".join([note, *lines])
+
+
 def print_table(runs, lenient: bool = False) -> None:
     """Prints [`format_table`]."""
     print(format_table(runs, lenient=lenient))

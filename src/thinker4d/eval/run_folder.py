@@ -17,6 +17,7 @@ RESULTS = "results.jsonl"
 SUMMARY = "summary.json"
 RUN = "run.json"
 PARTS = "parts"
+LATENT_MEAN = "latent_mean.pt"
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -65,9 +66,12 @@ def check_run(out: Path, run: dict) -> None:
             )
 
 
-def write_results(out: Path, task, examples, config, run: dict, elapsed: float, version: str) -> dict:
+def write_results(
+    out: Path, task, examples, config, run: dict, elapsed: float, version: str, controls: dict | None = None
+) -> dict:
     """Check that every `(question, sample)` has a result, then write `results.jsonl` and `summary.json` atomically
-    (and only then), and return the summary."""
+    (and only then), and return the summary. `controls` (`blind`, `latent_intervention`, ...) go into the summary
+    with the total latent slots fed and replaced."""
     done = load_done(out, retry_errors=False)
     expected = [(ex.index, s) for ex in examples for s in range(config.num_samples)]
     missing = [k for k in expected if k not in done]
@@ -77,10 +81,17 @@ def write_results(out: Path, task, examples, config, run: dict, elapsed: float, 
             f"{missing[0][1]}); a process may have died. Rerun the same command to resume; no summary was written."
         )
     records = [done[k] for k in expected]
+    slots = [r for r in records if r.get("latent_slots") is not None]
+    latent = {
+        "latent_slots": sum(r["latent_slots"] for r in slots) if slots else None,
+        "intervened_slots": sum(r["intervened_slots"] for r in slots) if slots else None,
+    }
     atomic_write(out / RESULTS, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     summary = {
         **score_records(records, task.subtasks, config.num_samples),
         "generation": config.generation(),
+        **(controls or config.controls()),
+        **latent,
         "model": run["model"],
         "benchmark": task.name,
         "data": run["data"],

@@ -16,6 +16,9 @@ What differs from the paper's `evaluation/dsr_eval.py` (docs/paper_differences.m
 5. Multi-process (`accelerate launch`): every process takes the contiguous shard `split_between_processes` would
    give it (of all rows, so that the split does not depend on what is finished), skips its finished rows, and the
    main process merges the shards.
+6. Controls the paper does not run: `blind` (every frame replaced by a constant mid-grey frame of the same count and
+   size, so the prompt is the same length) measures what the text alone gives, and `latent_intervention` replaces the
+   fed-back imagery vectors (see `thinker4d.models.generation.latent_sample`) to measure whether the answers use them.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .run_folder import PARTS, RUN, SUMMARY, atomic_write, check_run, load_done, write_results
+from .run_folder import LATENT_MEAN, PARTS, RUN, SUMMARY, atomic_write, check_run, load_done, write_results
 from .tasks.base import Example, Task
 
 
@@ -59,6 +62,19 @@ class EvalConfig:
             decoded (the paper's processor limit); 0 keeps the native size.
         cache_dir (`str`, *optional*): frame cache folder (default `~/.cache/thinker4d/frames`).
 
+    > Parameters that control the controls (what the model is allowed to see)
+
+    Args:
+        blind (`bool`, *optional*, defaults to `False`): replace every frame with a constant mid-grey frame (value
+            128) of the same count and size, so the prompt has the same tokens and length and only the pixels differ.
+        latent_intervention (`str`, *optional*, defaults to `"none"`): `"zero"`, `"gaussian"`, `"shuffle"` or
+            `"mean"` replaces every vector a thinker4d model feeds back inside an imagery block (the
+            `latent_intervention` of `latent_sample`). `"shuffle"` takes the vector of another question of the same
+            batch, so it needs `batch_size > 1`; `"gaussian"` noise is seeded from `seed` and the batch's first row.
+        latent_mean (`str`, *optional*): for `"mean"`: a finished real run's folder (its `latent_mean.pt`, the mean
+            fed-back vector per slot over the run's questions, written by every run without intervention) or a
+            tensor file (`torch.save` of a `(hidden,)` or `(latent_size, hidden)` tensor).
+
     > Parameters that control the run
 
     Args:
@@ -80,8 +96,32 @@ class EvalConfig:
     cache_dir: str | None = field(default=None, metadata={"help": "Frame cache folder."})
     limit: int | None = field(default=None, metadata={"help": "Only the first N questions."})
     retry_errors: bool = field(default=False, metadata={"help": "Redo generation errors on resume."})
+    blind: bool = field(default=False, metadata={"help": "Replace every frame with a constant mid-grey frame."})
+    latent_intervention: str = field(
+        default="none", metadata={"help": "Replace fed-back latents: none, zero, gaussian, shuffle or mean."}
+    )
+    latent_mean: str | None = field(
+        default=None, metadata={"help": "For latent_intervention='mean': a real run folder or a tensor file."}
+    )
 
     def __post_init__(self):
+        from ..models.generation import LATENT_INTERVENTIONS
+
+        if self.latent_intervention not in LATENT_INTERVENTIONS:
+            raise ValueError(
+                f"latent_intervention must be one of {', '.join(LATENT_INTERVENTIONS)}, got "
+                f"{self.latent_intervention!r}."
+            )
+        if (self.latent_intervention == "mean") != (self.latent_mean is not None):
+            raise ValueError(
+                "latent_intervention='mean' needs latent_mean (a finished real run's folder holding latent_mean.pt, "
+                "or a tensor file), and latent_mean is used only with it; got "
+                f"latent_intervention={self.latent_intervention!r}, latent_mean={self.latent_mean!r}."
+            )
+        if self.latent_intervention == "shuffle" and self.batch_size < 2:
+            raise ValueError(
+                "latent_intervention='shuffle' takes vectors from other questions of a batch: batch_size >= 2."
+            )
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
         if self.num_samples < 1:
@@ -111,7 +151,20 @@ class EvalConfig:
         }
         if self.sampling:
             out.update(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
+        # the controls are stored only when on, so runs without them keep the settings they always had
+        if self.blind:
+            out["blind"] = True
+        if self.latent_intervention != "none":
+            out["latent_intervention"] = self.latent_intervention
+        if self.latent_intervention in ("shuffle", "gaussian"):  # the batch decides the donors / the noise draws
+            out.update(batch_size=self.batch_size, seed=self.seed)
+        if self.latent_mean is not None:
+            out["latent_mean"] = str(self.latent_mean)
         return out
+
+    def controls(self) -> dict:
+        """The controls of the run, recorded in every summary: `blind`, `latent_intervention`, `latent_mean`."""
+        return {"blind": self.blind, "latent_intervention": self.latent_intervention, "latent_mean": self.latent_mean}
 
 
 class _SingleProcess:
@@ -143,6 +196,91 @@ def _decode(processor, sequences, prompt_len: int, eos_ids: set[int], pad_id: in
     return texts
 
 
+def blind_frames(frames):
+    """Constant mid-grey frames (value 128) with the shape and dtype of `frames` (`(T, H, W, 3)` uint8): the same
+    number of video tokens, so the same prompt, with no visual content."""
+    import numpy as np
+
+    return np.full_like(frames, 128)
+
+
+def load_latent_mean(path: str | os.PathLike):
+    """The calibration mean of `latent_intervention="mean"`: `<path>/latent_mean.pt` of a finished run folder, or a
+    tensor file. Loaded with `weights_only=True` (no pickled code runs)."""
+    import torch
+
+    from ..errors import UserFileNotFoundError, UserValueError
+
+    path = Path(path)
+    file = path / LATENT_MEAN if path.is_dir() else path
+    if not file.is_file():
+        raise UserFileNotFoundError(
+            f"{file} not found: --latent-mean takes a finished run folder of the same model without intervention "
+            f"(it holds {LATENT_MEAN} when the model fed back latents) or a tensor file."
+        )
+    mean = torch.load(file, map_location="cpu", weights_only=True)
+    if not isinstance(mean, torch.Tensor) or mean.dim() not in (1, 2):
+        raise UserValueError(f"{file} must hold one tensor of shape (hidden,) or (latent_size, hidden).")
+    return mean
+
+
+def _latent_model(model) -> bool:
+    return getattr(getattr(model, "config", None), "latent_start_id", None) is not None
+
+
+class _LatentSums:
+    """Running per-slot sum and count of the vectors a run fed back (the calibration of `latent_intervention="mean"`),
+    saved per process in `parts/`, keyed by `(index, sample)` so that a resumed run does not count a row twice."""
+
+    def __init__(self, file: Path):
+        import torch
+
+        self.file = file
+        self.state = (
+            torch.load(file, weights_only=True) if file.is_file() else {"sum": None, "count": None, "keys": []}
+        )
+        self.keys = {tuple(k) for k in self.state["keys"]}
+
+    def add(self, rows: list[tuple[tuple[int, int], object]], latent_size: int) -> None:
+        from ..models.generation import latent_sums
+
+        rows = [(key, v) for key, v in rows if key not in self.keys and v is not None and v.shape[0]]
+        if not rows:
+            return
+        total, count = latent_sums([v for _, v in rows], latent_size)
+        if self.state["sum"] is not None:
+            total, count = total + self.state["sum"], count + self.state["count"]
+        self.keys |= {key for key, _ in rows}
+        self.state = {"sum": total, "count": count, "keys": sorted(self.keys)}
+        _save_tensor(self.state, self.file)
+
+
+def _save_tensor(obj, path: Path) -> None:
+    import torch
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def write_latent_mean(out: Path):
+    """Merge every process's `parts/latent_sums_rank<k>.pt` into `latent_mean.pt` (`(latent_size, hidden)`, fp32);
+    returns its name, or `None` when the run fed back no latents."""
+    import torch
+
+    total = count = None
+    for f in sorted((out / PARTS).glob("latent_sums_rank*.pt")):
+        state = torch.load(f, weights_only=True)
+        if state["sum"] is None:
+            continue
+        total = state["sum"] if total is None else total + state["sum"]
+        count = state["count"] if count is None else count + state["count"]
+    if total is None:
+        return None
+    _save_tensor(total / count[:, None], out / LATENT_MEAN)
+    return LATENT_MEAN
+
+
 class _FrameLoader:
     """Decodes (or fetches) each example's frames once per process; keeps the last few in memory."""
 
@@ -167,13 +305,17 @@ class _FrameLoader:
             frames, fps, _ = cap_frames(frames, fps, c.max_frames)
         else:
             raise VideoError("missing_video", f"row {ex.index} has neither a video path nor frames.")
+        if c.blind:
+            frames = blind_frames(frames)
         if len(self.memo) > 16:
             self.memo.pop(next(iter(self.memo)))
         self.memo[ex.index] = (frames, fps)
         return frames, fps
 
 
-def _generate(model, processor, task: Task, batch: list[tuple[Example, int]], videos, config: EvalConfig):
+def _generate(model, processor, task: Task, batch: list[tuple[Example, int]], videos, config: EvalConfig, mean=None):
+    """Completions of a batch, and per row what the latent decoder reports: `(texts, infos)`, each info `None` for a
+    model that feeds back no latents, else `{"latent_slots", "intervened_slots", "latents"}`."""
     import torch
 
     from ..prompting import video_kwargs
@@ -196,19 +338,34 @@ def _generate(model, processor, task: Task, batch: list[tuple[Example, int]], vi
     kwargs = {"max_new_tokens": config.max_new_tokens, "do_sample": config.sampling, "pad_token_id": pad_id}
     if config.sampling:
         kwargs.update(temperature=config.temperature, top_p=config.top_p)
-        first = batch[0]
-        torch.manual_seed(config.seed * 1_000_003 + first[0].index * 101 + first[1])
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
+    if config.sampling or config.latent_intervention == "gaussian":
+        first = batch[0]
+        torch.manual_seed(config.seed * 1_000_003 + first[0].index * 101 + first[1])
+    latent = _latent_model(model)
+    if latent:
+        kwargs["return_dict_in_generate"] = True
+        if config.latent_intervention != "none":
+            kwargs.update(latent_intervention=config.latent_intervention, latent_mean=mean)
     with torch.inference_mode():
         out = model.generate(**inputs, **kwargs)
     sequences = out.sequences if hasattr(out, "sequences") else out
-    return _decode(processor, sequences, inputs["input_ids"].shape[1], eos_ids, pad_id)
+    texts = _decode(processor, sequences, inputs["input_ids"].shape[1], eos_ids, pad_id)
+    if not latent or getattr(out, "latents", None) is None:
+        return texts, [None] * len(texts)
+    infos = [
+        {"latent_slots": int(v.shape[0]), "intervened_slots": int(n), "latents": v.cpu()}
+        for v, n in zip(out.latents, out.intervened_slots.tolist())
+    ]
+    return texts, infos
 
 
-def _record(ex: Example, sample: int, raw: str | None, error: str | None, task: Task) -> dict:
-    """One result row in the design-doc layout (`index, id, task, gt, pred, raw, hit, error`) plus `sample` and the
-    lenient prediction."""
+def _record(
+    ex: Example, sample: int, raw: str | None, error: str | None, task: Task, info: dict | None = None
+) -> dict:
+    """One result row in the design-doc layout (`index, id, task, gt, pred, raw, hit, error`) plus `sample`, the
+    lenient prediction, and the latent slots fed and replaced (`null` for a model that feeds back no latents)."""
     if error:
         scored = {"pred": None, "hit": 0, "pred_lenient": None, "hit_lenient": 0}
     else:
@@ -225,6 +382,8 @@ def _record(ex: Example, sample: int, raw: str | None, error: str | None, task: 
         "pred_lenient": scored["pred_lenient"],
         "hit_lenient": scored["hit_lenient"],
         "error": error,
+        "latent_slots": info["latent_slots"] if info else None,
+        "intervened_slots": info["intervened_slots"] if info else None,
     }
 
 
@@ -266,6 +425,7 @@ def evaluate_model(
     run = {"benchmark": task.name, "data": str(data) if data else None, "model": str(model_name)}
     run |= {"generation": config.generation(), "limit": config.limit, "questions": len(examples)}
     check_run(out, run)
+    mean = _check_controls(model, config)
     if (out / SUMMARY).is_file():
         logger.info("%s is already complete; delete it to re-evaluate.", out)
         return json.loads((out / SUMMARY).read_text()) if state.is_main_process else None
@@ -286,6 +446,10 @@ def evaluate_model(
     processor.tokenizer.padding_side = "left"
     frames = _FrameLoader(config)
     part = out / PARTS / f"rank{state.process_index}.jsonl"
+    # a run without intervention records the mean fed-back vector: the calibration of another run's "mean" control
+    sums = None
+    if _latent_model(model) and config.latent_intervention == "none":
+        sums = _LatentSums(out / PARTS / f"latent_sums_rank{state.process_index}.pt")
     start = time.perf_counter()
     with open(part, "a", encoding="utf-8") as sink:
 
@@ -309,7 +473,12 @@ def evaluate_model(
                 except Exception as e:  # VideoError carries its reason; anything else is an unreadable video
                     reason = getattr(e, "reason", None)
                     write(_record(ex, s, None, str(e) if reason else f"unreadable_video: {e}", task))
-            for rec in _run_batch(model, processor, task, batch, videos, config):
+            results = _run_batch(model, processor, task, batch, videos, config, mean)
+            if sums is not None:  # before the rows, so that a crash in between cannot leave a row uncounted
+                sums.add(
+                    [((r["index"], r["sample"]), i and i["latents"]) for r, i in results], model.config.latent_size
+                )
+            for rec, _ in results:
                 write(rec)
             bar.update(len(pending[b : b + config.batch_size]))
         bar.close()
@@ -317,23 +486,54 @@ def evaluate_model(
     state.wait_for_everyone()
     if not state.is_main_process:
         return None
-    return write_results(out, task, examples, config, run, elapsed, __version__)
+    controls = {**config.controls(), "latent_mean_file": write_latent_mean(out) if sums is not None else None}
+    return write_results(out, task, examples, config, run, elapsed, __version__, controls)
 
 
-def _run_batch(model, processor, task, batch, videos, config) -> list[dict]:
-    """Generates a batch; when the batch fails, retries row by row so one bad row cannot sink its neighbours."""
+def _check_controls(model, config: EvalConfig):
+    """Refuse controls the model cannot run (before any row, so that they do not turn into per-row generation errors)
+    and load the calibration mean."""
+    from ..errors import UserValueError
+
+    if config.latent_intervention == "none":
+        return None
+    if not _latent_model(model):
+        raise UserValueError(
+            f"latent_intervention={config.latent_intervention!r} needs a thinker4d model (its config carries the "
+            f"latent token ids); {type(model).__name__} feeds back no latents. Evaluate it without the intervention."
+        )
+    from ..models.generation import check_intervention_args
+
+    mean = load_latent_mean(config.latent_mean) if config.latent_mean is not None else None
+    hidden = model.config.get_text_config().hidden_size
+    if mean is not None and mean.shape[-1] != hidden:
+        raise UserValueError(
+            f"The latent mean from {config.latent_mean} has size {mean.shape[-1]}, the model's hidden size is {hidden}: "
+            "calibrate on a run of the same model."
+        )
+    try:
+        check_intervention_args(config.latent_intervention, mean, model.config.latent_size)
+    except ValueError as e:
+        raise UserValueError(f"{e} (latent mean from {config.latent_mean})") from e
+    return mean
+
+
+def _run_batch(model, processor, task, batch, videos, config, mean=None) -> list[tuple[dict, dict | None]]:
+    """Generates a batch, returning `(record, latent info)` per row; when the batch fails, retries row by row so one
+    bad row cannot sink its neighbours."""
     if not batch:
         return []
     try:
-        raws = _generate(model, processor, task, batch, videos, config)
-        return [_record(ex, s, raw, None, task) for (ex, s), raw in zip(batch, raws)]
+        raws, infos = _generate(model, processor, task, batch, videos, config, mean)
+        return [(_record(ex, s, raw, None, task, i), i) for (ex, s), raw, i in zip(batch, raws, infos)]
     except Exception as e:
         if len(batch) == 1:
             logger.warning("Generation failed for row %d: %s", batch[0][0].index, e)
-            return [_record(batch[0][0], batch[0][1], None, f"generation_error: {type(e).__name__}: {e}", task)]
+            error = f"generation_error: {type(e).__name__}: {e}"
+            return [(_record(batch[0][0], batch[0][1], None, error, task), None)]
         out = []
         for item, video in zip(batch, videos):
-            out.extend(_run_batch(model, processor, task, [item], [video], config))
+            out.extend(_run_batch(model, processor, task, [item], [video], config, mean))
         return out
 
 
@@ -381,4 +581,4 @@ def run_evaluation(
     return evaluate_model(net, processor, task, examples, output_dir, config, model_name=model, data=data, state=state)
 
 
-__all__ = ["EvalConfig", "evaluate_model", "run_evaluation", "shard"]
+__all__ = ["EvalConfig", "blind_frames", "evaluate_model", "load_latent_mean", "run_evaluation", "shard"]

@@ -27,6 +27,9 @@ code (docs/paper_differences.md, section 3):
    search and assisted decoding cannot feed latents back; [`latent_generate`] runs transformers' own loops for them
    when `<|latent_start|>` cannot be produced, and refuses them with the reason otherwise (the paper's code decodes
    greedily or by sampling only).
+7. A control the paper does not have: `latent_intervention` replaces every fed-back vector (zero, Gaussian noise of the
+   same norm, another row's vector at the same block and slot, or a calibration mean), so an evaluation can measure
+   how much the answers depend on the imagery ([`intervene_latents`]).
 """
 
 from __future__ import annotations
@@ -58,11 +61,15 @@ class LatentGenerateOutput(GenerateDecoderOnlyOutput):
         latent_positions (`list[torch.LongTensor]`): per row, the column index in `sequences` of each latent slot.
         imagery_blocks (`torch.LongTensor` of shape `(batch,)`): number of imagery blocks in each row's sequence
             (blocks already in `input_ids` count).
+        intervened_slots (`torch.LongTensor` of shape `(batch,)`): number of each row's latent slots whose vector the
+            `latent_intervention` replaced (0 with `"none"`; with `"shuffle"`, slots that had no donor row are not
+            counted).
     """
 
     latents: list[torch.Tensor] | None = None
     latent_positions: list[torch.Tensor] | None = None
     imagery_blocks: torch.Tensor | None = None
+    intervened_slots: torch.Tensor | None = None
 
 
 def latent_token_ids(config) -> tuple[int, int, int, int]:
@@ -87,6 +94,116 @@ def scale_latents(vectors: torch.Tensor, latent_norm: float | None) -> torch.Ten
     if latent_norm is None:
         return vectors
     return (torch.nn.functional.normalize(vectors.float(), dim=-1) * latent_norm).to(vectors.dtype)
+
+
+LATENT_INTERVENTIONS = ("none", "zero", "gaussian", "shuffle", "mean")
+
+
+def check_intervention_args(latent_intervention: str, latent_mean, latent_size: int) -> None:
+    """Clear errors for bad `latent_intervention` / `latent_mean` values."""
+    if latent_intervention not in LATENT_INTERVENTIONS:
+        raise ValueError(
+            f"latent_intervention must be one of {', '.join(LATENT_INTERVENTIONS)}, got {latent_intervention!r}."
+        )
+    if latent_intervention == "mean":
+        if not isinstance(latent_mean, torch.Tensor) or latent_mean.dim() not in (1, 2):
+            raise ValueError(
+                "latent_intervention='mean' needs latent_mean: a tensor of shape (hidden,) or (latent_size, hidden), "
+                "e.g. `mean_latent([out.latents for out in calibration_outputs], latent_size)`."
+            )
+        if latent_mean.dim() == 2 and latent_mean.shape[0] != latent_size:
+            raise ValueError(
+                f"latent_mean of shape {tuple(latent_mean.shape)} has one row per slot, but latent_size is "
+                f"{latent_size}: pass a (latent_size, hidden) or a (hidden,) tensor."
+            )
+    elif latent_mean is not None:
+        raise ValueError(f"latent_mean is used only with latent_intervention='mean', got {latent_intervention!r}.")
+
+
+def mean_latent(latents, latent_size: int, per_slot: bool = True) -> torch.Tensor:
+    """The mean fed-back vector of a calibration set, for `latent_intervention="mean"`.
+
+    Args:
+        latents: `LatentGenerateOutput.latents` lists (or their rows): tensors of shape `(num_slots_i, hidden)` whose
+            slots come in whole blocks of `latent_size`, as decoding records them.
+        latent_size (`int`): K, the slots per block.
+        per_slot (`bool`, *optional*, defaults to `True`): one mean per slot position, `(latent_size, hidden)`;
+            `False`: one mean over every slot, `(hidden,)`.
+
+    Returns:
+        `torch.FloatTensor` (fp32) of shape `(latent_size, hidden)` or `(hidden,)`.
+    """
+    rows = [r for item in latents for r in ([item] if isinstance(item, torch.Tensor) else item)]
+    rows = [r for r in rows if r.shape[0]]
+    if not rows:
+        raise ValueError("mean_latent got no latent vectors: the calibration outputs opened no imagery block.")
+    total, count = latent_sums(rows, latent_size)
+    return (total / count[:, None]) if per_slot else total.sum(0) / count.sum()
+
+
+def latent_sums(latents, latent_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(sum, count)`: the fp32 sum of the vectors at each slot position, `(latent_size, hidden)`, and how many were
+    summed, `(latent_size,)`, over row tensors of shape `(num_slots_i, hidden)` (whole blocks)."""
+    hidden = latents[0].shape[-1]
+    total = torch.zeros(latent_size, hidden, dtype=torch.float32)
+    count = torch.zeros(latent_size, dtype=torch.long)
+    for row in latents:
+        if row.shape[0] % latent_size:
+            raise ValueError(f"A latents row holds {row.shape[0]} vectors, not whole blocks of {latent_size}.")
+        blocks = row.detach().float().cpu().reshape(-1, latent_size, hidden)
+        total += blocks.sum(0)
+        count += blocks.shape[0]
+    return total, count
+
+
+def intervene_latents(
+    vectors: torch.Tensor,
+    rows: torch.Tensor,
+    block: torch.Tensor,
+    slot: torch.Tensor,
+    latent_intervention: str,
+    latent_mean: torch.Tensor | None,
+    bank: dict,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The vectors fed at one decoding step under `latent_intervention`, and which rows were replaced.
+
+    Args:
+        vectors (`torch.Tensor` of shape `(batch, hidden)`): each row's real fed-back vector at this step.
+        rows (`torch.BoolTensor` of shape `(batch,)`): the rows that feed a latent slot at this step.
+        block, slot (`torch.LongTensor` of shape `(batch,)`): each row's imagery block (counted in its sequence, from
+            0) and slot in that block (0 to K - 1).
+        latent_intervention (`str`): `"zero"`, `"gaussian"`, `"shuffle"` or `"mean"` (see [`latent_sample`]).
+        latent_mean (`torch.Tensor`, *optional*): `(hidden,)` or `(K, hidden)`, for `"mean"`.
+        bank (`dict`): the real vectors seen so far, `{(block, slot): {row: vector}}`; `"shuffle"` reads and fills it.
+
+    Returns:
+        `(fed, replaced)`: `(batch, hidden)` vectors (the real ones where not replaced) and a `(batch,)` bool mask.
+    """
+    replaced = rows.clone()
+    if latent_intervention == "zero":
+        new = torch.zeros_like(vectors)
+    elif latent_intervention == "gaussian":
+        # drawn from torch's default generator, as the sampling is, so `torch.manual_seed` fixes it
+        noise = torch.randn(vectors.shape, dtype=torch.float32, device=vectors.device)
+        norm = vectors.float().norm(dim=-1, keepdim=True)
+        new = (torch.nn.functional.normalize(noise, dim=-1) * norm).to(vectors.dtype)
+    elif latent_intervention == "mean":
+        mean = latent_mean.to(device=vectors.device, dtype=vectors.dtype)
+        new = mean[slot.clamp(max=mean.shape[0] - 1)] if mean.dim() == 2 else mean.expand_as(vectors)
+    else:  # shuffle
+        batch = vectors.shape[0]
+        active = rows.nonzero().flatten().tolist()
+        for r in active:  # every row at this step is a possible donor for the others
+            bank.setdefault((int(block[r]), int(slot[r])), {})[r] = vectors[r]
+        new = vectors.clone()
+        for r in active:
+            donors = bank[(int(block[r]), int(slot[r]))]
+            donor = next((d % batch for d in range(r + 1, r + batch) if d % batch in donors), None)
+            if donor is None:
+                replaced[r] = False
+            else:
+                new[r] = donors[donor]
+    return torch.where(replaced[:, None], new, vectors), replaced
 
 
 def apply_sampling_masks(
@@ -148,7 +265,7 @@ class ImageryLimitError(RuntimeError):
 
 # The modes `latent_sample` decodes; the others run transformers' own loops, which never feed latents back.
 LATENT_GENERATION_MODES = (GenerationMode.GREEDY_SEARCH, GenerationMode.SAMPLE)
-_LATENT_ARGS = ("max_imagery_blocks", "on_imagery_limit")
+_LATENT_ARGS = ("max_imagery_blocks", "on_imagery_limit", "latent_intervention", "latent_mean")
 _BEAMS = "several hypotheses per row are kept and reordered, and a block's fed-back hidden states cannot follow them"
 _MODE_REASONS = {
     GenerationMode.BEAM_SEARCH: _BEAMS,
@@ -226,8 +343,8 @@ def _start_is_reachable(start_id: int, generation_config, max_imagery_blocks, on
 def latent_generate(model, *args, **kwargs):
     """What `generate` of the thinker4d classes and the Hub's `custom_generate/generate.py` run.
 
-    Takes the arguments of `GenerationMixin.generate`, plus `max_imagery_blocks` and `on_imagery_limit` (see
-    [`latent_sample`]). Greedy search and sampling run [`latent_sample`], with `streamer`, `synced_gpus` and stop
+    Takes the arguments of `GenerationMixin.generate`, plus `max_imagery_blocks`, `on_imagery_limit`,
+    `latent_intervention` and `latent_mean` (see [`latent_sample`]). Greedy search and sampling run [`latent_sample`], with `streamer`, `synced_gpus` and stop
     strings (`stop_strings` + `tokenizer`) handled as transformers handles them for its own loop. The other modes
     (beam search, assisted decoding, contrastive search, DoLa, continuous batching) cannot feed latents back: they run
     transformers' own loop, with `<|latent_pad|>` / `<|latent_end|>` masked, when `<|latent_start|>` cannot be
@@ -253,6 +370,9 @@ def latent_generate(model, *args, **kwargs):
     max_imagery_blocks = call.get("max_imagery_blocks")
     on_imagery_limit = call.get("on_imagery_limit", "suppress")
     check_imagery_args(max_imagery_blocks, on_imagery_limit)
+    check_intervention_args(
+        call.get("latent_intervention", "none"), call.get("latent_mean"), latent_token_ids(model.config)[3]
+    )
     named = inspect.signature(GenerationMixin.generate).parameters
     extra = {key: value for key, value in call.items() if key not in named and key not in _LATENT_ARGS}
     generation_config, _ = model._prepare_generation_config(call.get("generation_config"), **extra)
@@ -296,6 +416,8 @@ def latent_sample(
     streamer=None,
     max_imagery_blocks: int | None = None,
     on_imagery_limit: str = "suppress",
+    latent_intervention: str = "none",
+    latent_mean: torch.Tensor | None = None,
     **model_kwargs,
 ):
     """Greedy or multinomial decoding with per-row latent imagery blocks, with or without a KV cache.
@@ -310,10 +432,27 @@ def latent_sample(
         on_imagery_limit (`str`, *optional*, defaults to `"suppress"`):
             What happens when a row samples `<|latent_start|>` past the limit. `"suppress"`: the token is masked once
             the limit is reached, so the row goes on in text. `"error"`: raise [`ImageryLimitError`].
+        latent_intervention (`str`, *optional*, defaults to `"none"`):
+            A control that replaces every vector fed back inside an imagery block, to measure how much the answer
+            depends on the imagery. `"none"`: the row's own hidden state (normal decoding). `"zero"`: the zero
+            vector. `"gaussian"`: Gaussian noise scaled to the norm of the real vector, drawn from torch's default
+            generator (as the sampling is: `torch.manual_seed` fixes both). `"shuffle"`: the real vector of another
+            row of the batch at the same block and slot (blocks counted per sequence from 0, input blocks included):
+            the next such row after this one in cyclic batch order among the rows that reached that block and slot
+            at this step or earlier (decoding is causal: a vector a row will feed later is not known yet). A slot with
+            no such row (the first row to reach it, or a batch of one) keeps its own vector and is not counted in
+            `intervened_slots`. `"mean"`: `latent_mean`. The replaced vector is what the model sees, so the next
+            slot's hidden state is computed from it. Vectors are fed as given: `latent_norm` scales the real vector
+            (and so the Gaussian's norm), not the zero or mean vector.
+        latent_mean (`torch.Tensor` of shape `(hidden,)` or `(latent_size, hidden)`, *optional*):
+            The calibration mean for `latent_intervention="mean"` (one vector, or one per slot position); see
+            [`mean_latent`].
 
     Returns:
         `torch.LongTensor` of shape `(batch, seq)`, or a [`LatentGenerateOutput`] when `return_dict_in_generate=True`
         (with `scores`, `logits`, `attentions`, `hidden_states` and `cache` as transformers' `_sample` returns them).
+        Its `latents` are the vectors actually fed at the slots (after the intervention), so a forward with
+        `latent_embeds=torch.cat(out.latents)` reproduces the decoding's logits.
     """
     start_id, pad_id, end_id, k = latent_token_ids(model.config)
     latent_norm = getattr(model.config, "latent_norm", None)
@@ -325,6 +464,7 @@ def latent_sample(
             "loop for this mode when no imagery block can open."
         )
     check_imagery_args(max_imagery_blocks, on_imagery_limit)
+    check_intervention_args(latent_intervention, latent_mean, k)
 
     pad_token_id = generation_config._pad_token_tensor
     return_dict = generation_config.return_dict_in_generate
@@ -354,6 +494,8 @@ def latent_sample(
     blocks = (input_ids == start_id).sum(dim=1)
     feed_hidden = torch.zeros(batch_size, dtype=torch.bool, device=device)
     latent_steps: list[tuple[torch.Tensor, torch.Tensor, int]] = []  # (rows mask, vectors, column)
+    intervened = torch.zeros(batch_size, dtype=torch.long, device=device)
+    shuffle_bank: dict = {}  # (block, slot) -> {row: real vector}, for latent_intervention="shuffle"
 
     def mask_latent_tokens(next_scores: torch.Tensor) -> None:
         limit = max_imagery_blocks if on_imagery_limit == "suppress" else None
@@ -450,6 +592,17 @@ def latent_sample(
             # position) as the input embedding of that slot.
             alive = unfinished.bool()
             feed_hidden = in_slots & alive
+            if latent_intervention != "none" and bool(feed_hidden.any()):
+                last_hidden, replaced = intervene_latents(
+                    last_hidden,
+                    feed_hidden,
+                    blocks - 1,
+                    k - slots_left,
+                    latent_intervention,
+                    latent_mean,
+                    shuffle_bank,
+                )
+                intervened += replaced.long()
             if (return_dict or not use_cache) and bool(feed_hidden.any()):
                 latent_steps.append((feed_hidden.clone(), last_hidden.clone(), input_ids.shape[1]))
             new_slots_left = torch.where(in_slots, slots_left - 1, slots_left)
@@ -491,4 +644,5 @@ def latent_sample(
             latents=latents,
             latent_positions=positions,
             imagery_blocks=blocks,
+            intervened_slots=intervened,
         )

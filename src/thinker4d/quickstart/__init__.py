@@ -29,6 +29,9 @@ from the paper, and why:
    wrong letter. The compact CoT therefore ends with an option scan, "The camera: Pan Right. A. Tilt Up? No. B. Pan
    Right? Yes = B." ([`thinker4d.data.cot.option_scan`]), and the warm-up trains the same scan (docs/quickstart.md).
    `--num-kv-heads`, `--warmup-steps` and `--option-orders` are knobs for experiments on this bottleneck.
+9. Every model is also evaluated blind (mid-grey frames), and the DIFT models under latent interventions (zero,
+   Gaussian, shuffled, mean vectors at the imagery slots), with 95% bootstrap intervals on every accuracy and on each
+   control's difference to the real run: the paper reports no control that shows whether its imagery is used.
 
 Every stage writes its results under the output folder and a `DONE.json` marker last; a rerun (for instance after
 Ctrl-C) reuses finished stages, which keep the times recorded when they ran, and resumes unfinished ones (synthesis per

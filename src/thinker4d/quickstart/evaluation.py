@@ -1,8 +1,10 @@
-"""The quickstart's evaluation: every model on held-out SynthDSR, chance, the answer-text diagnostic, and one
-reasoning trace of the final model."""
+"""The quickstart's evaluation: every model on held-out SynthDSR, with its controls (blind frames for every model,
+latent interventions for the DIFT models), chance, the answer-text diagnostic, and one reasoning trace of the final
+model."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,14 +14,28 @@ from .stages import Stage
 from .warmup import _option_texts
 
 
+# The models whose imagery the interventions test (the others are trained without imagery blocks).
+LATENT_MODELS = ("dift", "dift_grpo")
+
+
+def interventions(name: str, cfg: QuickstartConfig) -> list[str]:
+    """The latent interventions run for model `name`: all four for the DIFT models (`shuffle` needs batches of two or
+    more questions), none for the others."""
+    if name not in LATENT_MODELS:
+        return []
+    return ["zero", "gaussian", *(["shuffle"] if cfg.batch_size > 1 else []), "mean"]
+
+
 def stage_eval(root: Path, cfg: QuickstartConfig, name: str, model_dir: Path, bench_dir: Path, max_new_tokens: int):
+    """Evaluate model `name` (`eval_<name>/run`), then its controls in `eval_<name>/blind` and `eval_<name>/<intervention>`
+    (`mean` is calibrated on the real run's fed-back vectors, `run/latent_mean.pt`). Returns the real run's summary."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     import thinker4d.models  # noqa: F401 -- registers the thinker4d auto classes
     from thinker4d.eval import EvalConfig, evaluate_model, load_task
 
     stage = Stage(root, f"eval_{name}")
-    if not stage.done:
+    if not stage.done or not stage.info().get("controls"):  # a stage finished without controls runs only them
         model = AutoModelForImageTextToText.from_pretrained(str(model_dir)).eval()
         processor = AutoProcessor.from_pretrained(str(model_dir))
         task = load_task("synthdsr")
@@ -27,11 +43,40 @@ def stage_eval(root: Path, cfg: QuickstartConfig, name: str, model_dir: Path, be
         config = EvalConfig(
             batch_size=cfg.batch_size, max_new_tokens=max_new_tokens, fps=0, max_frames=cfg.num_frames, max_pixels=0
         )
-        summary = evaluate_model(
-            model, processor, task, examples, stage.dir / "run", config, model_name=name, data=str(bench_dir)
-        )
-        stage.finish(accuracy=summary["accuracy"], subtask_accuracy=summary["subtask_accuracy"])
+
+        def run(folder: str, **controls) -> dict:
+            settings = dataclasses.replace(config, **controls)
+            return evaluate_model(
+                model, processor, task, examples, stage.dir / folder, settings, model_name=name, data=str(bench_dir)
+            )
+
+        summary = run("run")
+        run("blind", blind=True)
+        done = ["blind"]
+        for intervention in interventions(name, cfg):
+            if intervention == "mean" and not (stage.dir / "run" / "latent_mean.pt").is_file():
+                continue  # the model opened no imagery block: there is no mean to feed (and nothing to replace)
+            mean = str(stage.dir / "run") if intervention == "mean" else None
+            run(intervention, latent_intervention=intervention, latent_mean=mean)
+            done.append(intervention)
+        stage.finish(accuracy=summary["accuracy"], subtask_accuracy=summary["subtask_accuracy"], controls=done)
     return json.loads((stage.dir / "run" / "summary.json").read_text())
+
+
+def control_results(root: Path, name: str) -> dict:
+    """Model `name`'s 95% intervals and control effects from its `eval_<name>/` runs: `ci95` (`{task: [low, high]}`,
+    `"all"` = micro), `blind` and `interventions` (`{intervention: ...}`), each `{task: {"accuracy", "difference",
+    "difference_ci95"}}` against the real run (paired bootstrap over the same questions)."""
+    from thinker4d.eval.report import control_effects
+
+    folder = root / f"eval_{name}"
+    summary = json.loads((folder / "run" / "summary.json").read_text())
+    done = Stage(root, f"eval_{name}").info()["controls"]
+    return {
+        "ci95": dict(summary["ci95"], all=summary["accuracy_ci95"]),
+        "blind": control_effects(folder / "run", folder / "blind"),
+        "interventions": {i: control_effects(folder / "run", folder / i) for i in done if i != "blind"},
+    }
 
 
 def answer_text_accuracy(run_dir: Path, bench_dir: Path) -> dict:

@@ -17,7 +17,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .config import CACHE_DIR, LABELS, QuickstartConfig
-from .evaluation import answer_text_accuracy, chance_accuracy, reasoning_trace, stage_eval
+from .evaluation import (
+    answer_text_accuracy,
+    chance_accuracy,
+    control_results,
+    interventions,
+    reasoning_trace,
+    stage_eval,
+)
 from .report import write_report
 from .stages import (
     Stage,
@@ -67,7 +74,8 @@ def _stage_plan(cfg: QuickstartConfig) -> dict[str, str]:
     if cfg.grpo_steps > 0:
         plan["train_dift_grpo"] = f"{LABELS['dift_grpo']}, {cfg.grpo_steps} steps"
     for name in ["untrained", "raw_qa", "text_cot", "dift"] + ["dift_grpo"] * (cfg.grpo_steps > 0):
-        plan[f"eval_{name}"] = f"{LABELS[name]} on SynthDSR"
+        controls = ", ".join(["blind", *interventions(name, cfg)])
+        plan[f"eval_{name}"] = f"{LABELS[name]} on SynthDSR, then the controls ({controls})"
     return plan
 
 
@@ -129,12 +137,13 @@ def _run(cfg: QuickstartConfig, root: Path) -> dict:
         _drop_map_caches(train)
 
     results = {"chance": chance_accuracy(bench_dir)}
-    summaries, named = {}, {}
+    summaries, named, controls = {}, {}, {}
     for name, model_dir in models.items():
         summary = timed(f"eval_{name}", stage_eval, root, cfg, name, model_dir, bench_dir, budget)
         summaries[name] = summary
         results[name] = dict(summary["subtask_accuracy"], all=summary["accuracy"])
         named[name] = answer_text_accuracy(root / f"eval_{name}" / "run", bench_dir)
+        controls[name] = control_results(root, name)
     trace = None
     final = models.get("dift_grpo", models["dift"])
     try:
@@ -145,6 +154,9 @@ def _run(cfg: QuickstartConfig, root: Path) -> dict:
     summary["settings"] = dataclasses.asdict(cfg)
     summary["eval_errors"] = {n: s.get("errors", 0) for n, s in summaries.items()}
     summary["answer_text_accuracy"] = named
+    summary["ci95"] = {n: c["ci95"] for n, c in controls.items()}
+    summary["blind"] = {n: c["blind"] for n, c in controls.items()}
+    summary["interventions"] = {n: c["interventions"] for n, c in controls.items() if c["interventions"]}
     summary["timings_s"] = timings
     summary["reused_stages"] = reused
     tmp = root / "summary.json.tmp"

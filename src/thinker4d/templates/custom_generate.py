@@ -19,8 +19,10 @@ def generate(*args, model, **kwargs):
 
     Takes every argument of `GenerationMixin.generate`, plus `max_imagery_blocks` (`int`, *optional*: the most imagery
     blocks one sequence may open) and `on_imagery_limit` (`"suppress"` (default): mask `<|latent_start|>` once the
-    limit is reached; `"error"`: raise). With `return_dict_in_generate=True` the output also has `latents`,
-    `latent_positions` and `imagery_blocks`. Beam search and assisted decoding run transformers' own loops when
+    limit is reached; `"error"`: raise), and the control `latent_intervention` (`"none"` default, `"zero"`,
+    `"gaussian"`, `"shuffle"`, `"mean"` with `latent_mean=`: replace every fed-back vector). With
+    `return_dict_in_generate=True` the output also has `latents` (the vectors fed), `latent_positions`,
+    `imagery_blocks` and `intervened_slots`. Beam search and assisted decoding run transformers' own loops when
     `<|latent_start|>` cannot be produced (`suppress_tokens=[its id]` or `max_imagery_blocks=0`), and raise otherwise.
     """
     kwargs.pop("custom_generate", None)
