@@ -23,8 +23,9 @@ LONG_FILES = {
     "custom_generate/, so it stays one self-contained file",
 }
 # What the remote-code files may import besides the standard library and their siblings: transformers and its own
-# dependencies (huggingface_hub), since a folder loaded with trust_remote_code has nothing else.
-MODELS_MAY_IMPORT = {"torch", "transformers", "huggingface_hub"}
+# dependencies (huggingface_hub), since a folder loaded with trust_remote_code has nothing else; and deepspeed, which
+# `conversion.py` imports only when a parameter is ZeRO-3 partitioned (so it is installed), as transformers does.
+MODELS_MAY_IMPORT = {"torch", "transformers", "huggingface_hub", "deepspeed"}
 
 
 def architecture_section() -> str:
