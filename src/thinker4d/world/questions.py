@@ -1,8 +1,9 @@
 """Ground-truth multiple-choice questions computed from a clip's geometry (https://huggingface.co/papers/2605.05997).
 
 This module names the question tasks and asks them; the generators live in `camera_questions.py` (camera motion, from
-poses) and `object_questions.py` (object motion, from tracks and masks), whose docstrings say what differs from the
-paper. Every generator returns `None` rather than guess when the geometry does not support an unambiguous label.
+poses) and `object_questions.py` (object motion, from tracks and masks, split by task family into
+`direction_questions.py`, `distance_questions.py` and `speed_questions.py`), whose docstrings say what differs from
+the paper. Every generator returns `None` rather than guess when the geometry does not support an unambiguous label.
 """
 
 from __future__ import annotations
