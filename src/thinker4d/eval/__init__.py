@@ -12,7 +12,7 @@ from ..answers import extract_choice, extract_choice_lenient, paper_extract_choi
 
 
 _LAZY = {
-    "EvalConfig": "runner",
+    "EvalConfig": "config",
     "run_evaluation": "runner",
     "evaluate_model": "runner",
     "summarize": "metrics",

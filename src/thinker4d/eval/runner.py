@@ -18,7 +18,8 @@ What differs from the paper's `evaluation/dsr_eval.py` (docs/paper_differences.m
    main process merges the shards.
 6. Controls the paper does not run: `blind` (every frame replaced by a constant mid-grey frame of the same count and
    size, so the prompt is the same length) measures what the text alone gives, and `latent_intervention` replaces the
-   fed-back imagery vectors (see `thinker4d.models.generation.latent_sample`) to measure whether the answers use them.
+   fed-back imagery vectors (see `thinker4d.models.generation.latent_sample`) to measure whether the answers use them
+   (`thinker4d.eval.controls`).
 """
 
 from __future__ import annotations
@@ -27,144 +28,15 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .run_folder import LATENT_MEAN, PARTS, RUN, SUMMARY, atomic_write, check_run, load_done, write_results
+from .config import EvalConfig
+from .controls import LatentSums, blind_frames, check_controls, is_latent_model, load_latent_mean, write_latent_mean
+from .run_folder import PARTS, RUN, SUMMARY, atomic_write, check_run, load_done, write_results
 from .tasks.base import Example, Task
 
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class EvalConfig:
-    """Settings of one evaluation run.
-
-    > Parameters that control generation
-
-    Args:
-        batch_size (`int`, *optional*, defaults to 8): questions per `generate` call (per process).
-        max_new_tokens (`int`, *optional*, defaults to 2048): completion budget.
-        num_samples (`int`, *optional*, defaults to 1): samples per question; > 1 turns on sampling.
-        seed (`int`, *optional*, defaults to 42): seed of the sampling runs.
-        do_sample (`bool`, *optional*): force sampling (`True`) or greedy (`False`); default: greedy iff
-            `num_samples == 1`.
-        temperature (`float`, *optional*, defaults to 0.7), top_p (`float`, *optional*, defaults to 0.9): sampling
-            settings (the paper's), unused when greedy.
-
-    > Parameters that control the video frames
-
-    Args:
-        fps (`float`, *optional*, defaults to 1.0): frames per second sampled from each video (0 = all frames).
-        max_frames (`int`, *optional*, defaults to 50): frame cap; longer videos are subsampled uniformly.
-        max_pixels (`int`, *optional*, defaults to 200704): frames are downscaled to at most this many pixels when
-            decoded (the paper's processor limit); 0 keeps the native size.
-        cache_dir (`str`, *optional*): frame cache folder (default `~/.cache/thinker4d/frames`).
-
-    > Parameters that control the controls (what the model is allowed to see)
-
-    Args:
-        blind (`bool`, *optional*, defaults to `False`): replace every frame with a constant mid-grey frame (value
-            128) of the same count and size, so the prompt has the same tokens and length and only the pixels differ.
-        latent_intervention (`str`, *optional*, defaults to `"none"`): `"zero"`, `"gaussian"`, `"shuffle"` or
-            `"mean"` replaces every vector a thinker4d model feeds back inside an imagery block (the
-            `latent_intervention` of `latent_sample`). `"shuffle"` takes the vector of another question of the same
-            batch, so it needs `batch_size > 1`; `"gaussian"` noise is seeded from `seed` and the batch's first row.
-        latent_mean (`str`, *optional*): for `"mean"`: a finished real run's folder (its `latent_mean.pt`, the mean
-            fed-back vector per slot over the run's questions, written by every run without intervention) or a
-            tensor file (`torch.save` of a `(hidden,)` or `(latent_size, hidden)` tensor).
-
-    > Parameters that control the run
-
-    Args:
-        limit (`int`, *optional*): evaluate only the first `limit` questions.
-        retry_errors (`bool`, *optional*, defaults to `False`): on resume, redo rows that failed with a
-            `generation_error` (missing videos and bad rows are deterministic and are not retried).
-    """
-
-    batch_size: int = field(default=8, metadata={"help": "Questions per generate call."})
-    max_new_tokens: int = field(default=2048, metadata={"help": "Completion budget."})
-    num_samples: int = field(default=1, metadata={"help": "Samples per question (>1 samples)."})
-    seed: int = field(default=42, metadata={"help": "Sampling seed."})
-    do_sample: bool | None = field(default=None, metadata={"help": "Default: greedy iff num_samples == 1."})
-    temperature: float = field(default=0.7, metadata={"help": "Sampling temperature."})
-    top_p: float = field(default=0.9, metadata={"help": "Sampling top-p."})
-    fps: float = field(default=1.0, metadata={"help": "Video frames per second."})
-    max_frames: int = field(default=50, metadata={"help": "Frame cap per video."})
-    max_pixels: int = field(default=200704, metadata={"help": "Decode-time pixel cap per frame (0 = none)."})
-    cache_dir: str | None = field(default=None, metadata={"help": "Frame cache folder."})
-    limit: int | None = field(default=None, metadata={"help": "Only the first N questions."})
-    retry_errors: bool = field(default=False, metadata={"help": "Redo generation errors on resume."})
-    blind: bool = field(default=False, metadata={"help": "Replace every frame with a constant mid-grey frame."})
-    latent_intervention: str = field(
-        default="none", metadata={"help": "Replace fed-back latents: none, zero, gaussian, shuffle or mean."}
-    )
-    latent_mean: str | None = field(
-        default=None, metadata={"help": "For latent_intervention='mean': a real run folder or a tensor file."}
-    )
-
-    def __post_init__(self):
-        from ..models.generation import LATENT_INTERVENTIONS
-
-        if self.latent_intervention not in LATENT_INTERVENTIONS:
-            raise ValueError(
-                f"latent_intervention must be one of {', '.join(LATENT_INTERVENTIONS)}, got "
-                f"{self.latent_intervention!r}."
-            )
-        if (self.latent_intervention == "mean") != (self.latent_mean is not None):
-            raise ValueError(
-                "latent_intervention='mean' needs latent_mean (a finished real run's folder holding latent_mean.pt, "
-                "or a tensor file), and latent_mean is used only with it; got "
-                f"latent_intervention={self.latent_intervention!r}, latent_mean={self.latent_mean!r}."
-            )
-        if self.latent_intervention == "shuffle" and self.batch_size < 2:
-            raise ValueError(
-                "latent_intervention='shuffle' takes vectors from other questions of a batch: batch_size >= 2."
-            )
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
-        if self.num_samples < 1:
-            raise ValueError(f"num_samples must be >= 1, got {self.num_samples}.")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
-        if self.fps < 0 or self.max_frames < 1:
-            raise ValueError(
-                f"fps must be >= 0 and max_frames >= 1, got fps={self.fps}, max_frames={self.max_frames}."
-            )
-        if self.num_samples > 1 and self.do_sample is False:
-            raise ValueError("num_samples > 1 with do_sample=False would repeat the same greedy answer; drop one.")
-
-    @property
-    def sampling(self) -> bool:
-        return self.num_samples > 1 if self.do_sample is None else bool(self.do_sample)
-
-    def generation(self) -> dict:
-        """The settings that change the answers (stored in run.json and the summary)."""
-        out = {
-            "do_sample": self.sampling,
-            "max_new_tokens": self.max_new_tokens,
-            "num_samples": self.num_samples,
-            "fps": self.fps,
-            "max_frames": self.max_frames,
-            "max_pixels": self.max_pixels,
-        }
-        if self.sampling:
-            out.update(temperature=self.temperature, top_p=self.top_p, seed=self.seed)
-        # the controls are stored only when on, so runs without them keep the settings they always had
-        if self.blind:
-            out["blind"] = True
-        if self.latent_intervention != "none":
-            out["latent_intervention"] = self.latent_intervention
-        if self.latent_intervention in ("shuffle", "gaussian"):  # the batch decides the donors / the noise draws
-            out.update(batch_size=self.batch_size, seed=self.seed)
-        if self.latent_mean is not None:
-            out["latent_mean"] = str(self.latent_mean)
-        return out
-
-    def controls(self) -> dict:
-        """The controls of the run, recorded in every summary: `blind`, `latent_intervention`, `latent_mean`."""
-        return {"blind": self.blind, "latent_intervention": self.latent_intervention, "latent_mean": self.latent_mean}
 
 
 class _SingleProcess:
@@ -194,91 +66,6 @@ def _decode(processor, sequences, prompt_len: int, eos_ids: set[int], pad_id: in
                 ids.append(t)
         texts.append(processor.tokenizer.decode(ids, skip_special_tokens=False))
     return texts
-
-
-def blind_frames(frames):
-    """Constant mid-grey frames (value 128) with the shape and dtype of `frames` (`(T, H, W, 3)` uint8): the same
-    number of video tokens, so the same prompt, with no visual content."""
-    import numpy as np
-
-    return np.full_like(frames, 128)
-
-
-def load_latent_mean(path: str | os.PathLike):
-    """The calibration mean of `latent_intervention="mean"`: `<path>/latent_mean.pt` of a finished run folder, or a
-    tensor file. Loaded with `weights_only=True` (no pickled code runs)."""
-    import torch
-
-    from ..errors import UserFileNotFoundError, UserValueError
-
-    path = Path(path)
-    file = path / LATENT_MEAN if path.is_dir() else path
-    if not file.is_file():
-        raise UserFileNotFoundError(
-            f"{file} not found: --latent-mean takes a finished run folder of the same model without intervention "
-            f"(it holds {LATENT_MEAN} when the model fed back latents) or a tensor file."
-        )
-    mean = torch.load(file, map_location="cpu", weights_only=True)
-    if not isinstance(mean, torch.Tensor) or mean.dim() not in (1, 2):
-        raise UserValueError(f"{file} must hold one tensor of shape (hidden,) or (latent_size, hidden).")
-    return mean
-
-
-def _latent_model(model) -> bool:
-    return getattr(getattr(model, "config", None), "latent_start_id", None) is not None
-
-
-class _LatentSums:
-    """Running per-slot sum and count of the vectors a run fed back (the calibration of `latent_intervention="mean"`),
-    saved per process in `parts/`, keyed by `(index, sample)` so that a resumed run does not count a row twice."""
-
-    def __init__(self, file: Path):
-        import torch
-
-        self.file = file
-        self.state = (
-            torch.load(file, weights_only=True) if file.is_file() else {"sum": None, "count": None, "keys": []}
-        )
-        self.keys = {tuple(k) for k in self.state["keys"]}
-
-    def add(self, rows: list[tuple[tuple[int, int], object]], latent_size: int) -> None:
-        from ..models.generation import latent_sums
-
-        rows = [(key, v) for key, v in rows if key not in self.keys and v is not None and v.shape[0]]
-        if not rows:
-            return
-        total, count = latent_sums([v for _, v in rows], latent_size)
-        if self.state["sum"] is not None:
-            total, count = total + self.state["sum"], count + self.state["count"]
-        self.keys |= {key for key, _ in rows}
-        self.state = {"sum": total, "count": count, "keys": sorted(self.keys)}
-        _save_tensor(self.state, self.file)
-
-
-def _save_tensor(obj, path: Path) -> None:
-    import torch
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def write_latent_mean(out: Path):
-    """Merge every process's `parts/latent_sums_rank<k>.pt` into `latent_mean.pt` (`(latent_size, hidden)`, fp32);
-    returns its name, or `None` when the run fed back no latents."""
-    import torch
-
-    total = count = None
-    for f in sorted((out / PARTS).glob("latent_sums_rank*.pt")):
-        state = torch.load(f, weights_only=True)
-        if state["sum"] is None:
-            continue
-        total = state["sum"] if total is None else total + state["sum"]
-        count = state["count"] if count is None else count + state["count"]
-    if total is None:
-        return None
-    _save_tensor(total / count[:, None], out / LATENT_MEAN)
-    return LATENT_MEAN
 
 
 class _FrameLoader:
@@ -343,7 +130,7 @@ def _generate(model, processor, task: Task, batch: list[tuple[Example, int]], vi
     if config.sampling or config.latent_intervention == "gaussian":
         first = batch[0]
         torch.manual_seed(config.seed * 1_000_003 + first[0].index * 101 + first[1])
-    latent = _latent_model(model)
+    latent = is_latent_model(model)
     if latent:
         kwargs["return_dict_in_generate"] = True
         if config.latent_intervention != "none":
@@ -425,7 +212,7 @@ def evaluate_model(
     run = {"benchmark": task.name, "data": str(data) if data else None, "model": str(model_name)}
     run |= {"generation": config.generation(), "limit": config.limit, "questions": len(examples)}
     check_run(out, run)
-    mean = _check_controls(model, config)
+    mean = check_controls(model, config)
     if (out / SUMMARY).is_file():
         logger.info("%s is already complete; delete it to re-evaluate.", out)
         return json.loads((out / SUMMARY).read_text()) if state.is_main_process else None
@@ -448,8 +235,8 @@ def evaluate_model(
     part = out / PARTS / f"rank{state.process_index}.jsonl"
     # a run without intervention records the mean fed-back vector: the calibration of another run's "mean" control
     sums = None
-    if _latent_model(model) and config.latent_intervention == "none":
-        sums = _LatentSums(out / PARTS / f"latent_sums_rank{state.process_index}.pt")
+    if is_latent_model(model) and config.latent_intervention == "none":
+        sums = LatentSums(out / PARTS / f"latent_sums_rank{state.process_index}.pt")
     start = time.perf_counter()
     with open(part, "a", encoding="utf-8") as sink:
 
@@ -488,34 +275,6 @@ def evaluate_model(
         return None
     controls = {**config.controls(), "latent_mean_file": write_latent_mean(out) if sums is not None else None}
     return write_results(out, task, examples, config, run, elapsed, __version__, controls)
-
-
-def _check_controls(model, config: EvalConfig):
-    """Refuse controls the model cannot run (before any row, so that they do not turn into per-row generation errors)
-    and load the calibration mean."""
-    from ..errors import UserValueError
-
-    if config.latent_intervention == "none":
-        return None
-    if not _latent_model(model):
-        raise UserValueError(
-            f"latent_intervention={config.latent_intervention!r} needs a thinker4d model (its config carries the "
-            f"latent token ids); {type(model).__name__} feeds back no latents. Evaluate it without the intervention."
-        )
-    from ..models.generation import check_intervention_args
-
-    mean = load_latent_mean(config.latent_mean) if config.latent_mean is not None else None
-    hidden = model.config.get_text_config().hidden_size
-    if mean is not None and mean.shape[-1] != hidden:
-        raise UserValueError(
-            f"The latent mean from {config.latent_mean} has size {mean.shape[-1]}, the model's hidden size is {hidden}: "
-            "calibrate on a run of the same model."
-        )
-    try:
-        check_intervention_args(config.latent_intervention, mean, model.config.latent_size)
-    except ValueError as e:
-        raise UserValueError(f"{e} (latent mean from {config.latent_mean})") from e
-    return mean
 
 
 def _run_batch(model, processor, task, batch, videos, config, mean=None) -> list[tuple[dict, dict | None]]:
