@@ -3,6 +3,11 @@ fed latents, in a batch whose requests open blocks at different steps, and after
 requests."""
 
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -58,6 +63,35 @@ def test_block_limit_zero_suppresses_blocks(llm, reference):
         assert 96 not in completion.token_ids and len(completion.latents) == 0
 
 
+def test_sampled_blocks_are_well_formed(llm, reference):
+    """Sampling (temperature 0.5) follows the same rule: every block is start, K slots, end; no pad or end outside a
+    block; at most `max_imagery_blocks` blocks; one latent per slot."""
+    start, pad, end, k, limit = 96, 98, 97, 3, 2
+    prompts = [row["prompt"] for row in reference["rows"]] * 3
+    params = SamplingParams(max_tokens=40, temperature=0.5, seed=7, detokenize=False)
+    completions = llm.generate(prompts, params, max_imagery_blocks=limit)
+    opened = 0
+    for completion in completions:
+        sequence = completion.prompt_token_ids + completion.token_ids
+        i, slots = len(completion.prompt_token_ids) - (sequence[len(completion.prompt_token_ids) - 1] == start), []
+        while i < len(sequence):
+            if sequence[i] == start:
+                block = sequence[i + 1 : i + 2 + k]
+                expected = ([pad] * k + [end])[: len(block)]
+                assert block == expected, completion.token_ids
+                slots += [p for p in range(i + 1, i + 1 + k) if p < len(sequence)]
+                i += k + 2
+            else:
+                assert sequence[i] not in (pad, end), completion.token_ids
+                i += 1
+        assert completion.latent_positions == slots
+        assert completion.latents.shape == (len(slots), 128)
+        assert torch.allclose(completion.latents.norm(dim=-1), torch.tensor(4.0), atol=1e-4)  # latent_norm
+        assert completion.imagery_blocks <= limit
+        opened += completion.imagery_blocks
+    assert opened >= 5, f"only {opened} blocks opened: too few for the check to mean anything"
+
+
 def test_preempted_requests_get_their_latents_back(reference_dir, reference):
     """A KV cache of 5 blocks of 32 tokens cannot hold 9 requests: vLLM preempts some and recomputes them later (in
     chunks of 32 tokens), and the runner writes their stored latents back at their slots."""
@@ -74,6 +108,19 @@ def test_preempted_requests_get_their_latents_back(reference_dir, reference):
         assert_matches_reference(completions, reference)
     finally:
         del llm
+
+
+def test_engine_in_its_own_process(reference_dir, reference, tmp_path):
+    """vLLM's default: the engine in another process, the latents coming back through collective_rpc."""
+    out = tmp_path / "completions.pt"
+    script = Path(__file__).with_name("engine_process_run.py")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(script.parent), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, str(script), str(reference_dir), str(out)], check=True, env=env, timeout=600)
+    rows = torch.load(out)
+    completions = [
+        SimpleNamespace(token_ids=r["token_ids"], latent_positions=r["positions"], latents=r["latents"]) for r in rows
+    ]
+    assert_matches_reference(completions, reference)
 
 
 def test_bad_settings_and_inputs_are_refused(llm, reference):

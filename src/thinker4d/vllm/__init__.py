@@ -12,7 +12,7 @@ The backend reads the latent fields from the model's config.json and does not im
 it runs under the transformers version that vLLM pins.
 """
 
-from .llm import LatentCompletion, LatentLLM, latent_engine_kwargs, latent_sampling_params
+from .llm import LatentCompletion, LatentLLM, fetch_latents, latent_engine_kwargs, latent_sampling_params
 
 
-__all__ = ["LatentCompletion", "LatentLLM", "latent_engine_kwargs", "latent_sampling_params"]
+__all__ = ["LatentCompletion", "LatentLLM", "fetch_latents", "latent_engine_kwargs", "latent_sampling_params"]

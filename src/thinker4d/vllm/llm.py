@@ -63,6 +63,19 @@ def latent_sampling_params(
     return params
 
 
+def fetch_latents(llm: LLM, requests: dict[str, list[int]]) -> dict[str, torch.Tensor]:
+    """`{key: (num_slots, hidden) float32 tensor}`: the latents fed at the given slot positions of each request (tagged
+    with `key` by [`latent_sampling_params`]), fetched from the worker, which then forgets those requests."""
+    raw = llm.collective_rpc("thinker4d_pop_latents", args=(requests,))[0]
+    hidden = llm.llm_engine.vllm_config.model_config.get_hidden_size()
+    result = {}
+    for key, positions in requests.items():
+        data = bytearray(raw[key])
+        vectors = torch.frombuffer(data, dtype=torch.float32) if data else torch.zeros(0)
+        result[key] = vectors.reshape(len(positions), hidden)
+    return result
+
+
 @dataclass
 class LatentCompletion:
     """One completion of [`LatentLLM.generate`].
@@ -136,12 +149,9 @@ class LatentLLM:
             completions.append(
                 LatentCompletion(list(prompt), list(completion.token_ids), None, positions, state.blocks, completion)
             )
-        latents = self.llm.collective_rpc("thinker4d_pop_latents", args=(requests,))[0]
-        hidden = self.llm.llm_engine.vllm_config.model_config.get_hidden_size()
+        latents = fetch_latents(self.llm, requests)
         for key, completion in zip(requests, completions):
-            # In process the worker's tensor comes back as is; from an engine process, as nested lists.
-            vectors = torch.as_tensor(latents[key], dtype=torch.float32)
-            completion.latents = vectors.reshape(len(completion.latent_positions), hidden)
+            completion.latents = latents[key]
         return completions
 
     def stats(self) -> dict[str, int]:

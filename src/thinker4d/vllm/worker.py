@@ -130,8 +130,9 @@ class LatentRunnerMixin:
                 self.last_hidden[key] = (int(ends[row]), vectors[row])
         return hidden
 
-    def pop_latents(self, requests: dict[str, list[int]]) -> dict[str, torch.Tensor]:
-        """`{key: (num_slots, hidden) float32 CPU tensor}` for `{key: slot positions}`, and forgets those requests.
+    def pop_latents(self, requests: dict[str, list[int]]) -> dict[str, bytes]:
+        """`{key: float32 bytes of the (num_slots, hidden) latents}` for `{key: slot positions}`, and forgets those
+        requests. Bytes, because `collective_rpc` from an engine process returns what msgpack carries, not tensors.
 
         A slot that was never fed (the completion's last token, when a request stops inside a block) gets the hidden
         state it would have been fed with, as `latent_sample` reports it."""
@@ -144,9 +145,8 @@ class LatentRunnerMixin:
             missing = [p for p in positions if p not in stored]
             if missing:
                 raise RuntimeError(f"Request {key!r} has no latent vector for the slot(s) at position(s) {missing}.")
-            hidden = self.model_config.get_hidden_size()
             vectors = [stored[p].float().cpu() for p in positions]
-            result[key] = torch.stack(vectors) if vectors else torch.zeros(0, hidden)
+            result[key] = torch.stack(vectors).numpy().tobytes() if vectors else b""
         return result
 
 
@@ -166,7 +166,7 @@ class _LatentRPC:
     """The `collective_rpc` methods of the latent workers (kept on the worker class, so `worker_extension_cls` stays free
     for trl's weight-sync extension)."""
 
-    def thinker4d_pop_latents(self, requests: dict[str, list[int]]) -> dict[str, torch.Tensor]:
+    def thinker4d_pop_latents(self, requests: dict[str, list[int]]) -> dict[str, bytes]:
         return self.model_runner.pop_latents(requests)
 
     def thinker4d_stats(self) -> dict[str, int]:
