@@ -2,13 +2,13 @@
 the same tiny text model (the one tests_vllm/make_reference.py builds), same prompts, greedy, a fixed number of new
 tokens per row (no EOS), imagery blocks opening where the model samples them.
 
-Prints one JSON object: per batch size, tokens/s of each backend (new tokens over wall time, median of the repeats
+Prints one JSON object: per batch size, tokens/s of each backend (new tokens over wall time, best of the repeats (the machine it ran on is shared; the best run is the least disturbed)
 after a warm-up; the vLLM engine's start-up is not counted) and `ratio` = vLLM over `latent_generate`.
 
 Run it with the project's main environment; the vLLM side runs in a second environment (vLLM pins its own torch and
 transformers), made by `.ci/vllm-venv.sh`:
 
-    python benchmarks/vllm_rollouts.py [--batch 8 32 --new-tokens 64 --repeats 3 --vllm-python .ci/venv-vllm/bin/python]
+    python benchmarks/vllm_rollouts.py [--batch 8 32 --new-tokens 64 --repeats 5 --hidden 128 --layers 2 --threads 1 --vllm-python .ci/venv-vllm/bin/python]
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,12 +61,15 @@ def time_latent_generate(model, batch: int, new_tokens: int, repeats: int) -> tu
         if i:
             times.append(time.perf_counter() - start)
         blocks = int((out[:, width:] == model.config.latent_start_id).sum())
-    return batch * new_tokens / statistics.median(times), blocks
+    return batch * new_tokens / min(times), blocks
 
 
 def vllm_side(model_dir: str, batches: list[int], new_tokens: int, repeats: int) -> dict:
     """Runs in the vLLM environment: tokens/s of LatentLLM per batch size."""
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    # No pinning of vLLM's threads to chosen cores: the OS schedules both backends alike (on a shared machine a pinned
+    # core may be the busy one).
+    os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
     from make_reference import START_ID
     from vllm import SamplingParams
 
@@ -85,7 +87,9 @@ def vllm_side(model_dir: str, batches: list[int], new_tokens: int, repeats: int)
     params = SamplingParams(
         max_tokens=new_tokens, min_tokens=new_tokens, temperature=0.0, ignore_eos=True, detokenize=False
     )
-    result = {}
+    import torch
+
+    result = {"torch_threads": torch.get_num_threads()}  # after vLLM's own CPU thread binding
     for batch in batches:
         rows = prompts(batch)
         times = []
@@ -95,7 +99,7 @@ def vllm_side(model_dir: str, batches: list[int], new_tokens: int, repeats: int)
             if i:
                 times.append(time.perf_counter() - start)
         result[batch] = {
-            "tokens_per_s": sum(len(c.token_ids) for c in out) / statistics.median(times),
+            "tokens_per_s": sum(len(c.token_ids) for c in out) / min(times),
             "blocks_opened": sum(c.token_ids.count(START_ID) for c in out),
         }
     return result
@@ -105,10 +109,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--hidden", type=int, default=128, help="hidden size of the model (a multiple of 64)")
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch / OpenMP threads of each backend")
     parser.add_argument("--vllm-python", default=str(ROOT / ".ci" / "venv-vllm" / "bin" / "python"))
     parser.add_argument("--vllm-side", metavar="MODEL_DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # read by the vLLM side's OpenMP runtime at start
     sys.path.insert(0, str(ROOT / "tests_vllm"))
     if args.vllm_side:
         print(json.dumps(vllm_side(args.vllm_side, args.batch, args.new_tokens, args.repeats)))
@@ -121,18 +129,26 @@ def main() -> None:
     import torch
     from make_reference import build_model
 
-    model = build_model()
+    torch.set_num_threads(args.threads)
+    model = build_model(hidden_size=args.hidden, num_layers=args.layers)
     model.generation_config.eos_token_id = None  # every row decodes --new-tokens tokens, as ignore_eos does in vLLM
     with tempfile.TemporaryDirectory() as folder:
         model.save_pretrained(folder)
         command = [args.vllm_python, __file__, "--vllm-side", folder, "--new-tokens", str(args.new_tokens)]
         command += ["--repeats", str(args.repeats), "--batch", *map(str, args.batch)]
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": str(args.threads)}
         done = subprocess.run(command, env=env, capture_output=True, text=True)
         if done.returncode:
             sys.exit(f"The vLLM side failed:\n{done.stderr[-4000:]}")
         vllm_result = json.loads(done.stdout.strip().splitlines()[-1])
-    result = {"new_tokens": args.new_tokens, "torch_threads": torch.get_num_threads(), "device": "cpu"}
+    result = {
+        "new_tokens": args.new_tokens,
+        "hidden": args.hidden,
+        "layers": args.layers,
+        "device": "cpu",
+        "torch_threads_latent_generate": torch.get_num_threads(),
+        "torch_threads_vllm": vllm_result["torch_threads"],
+    }
     for batch in args.batch:
         reference, blocks = time_latent_generate(model, batch, args.new_tokens, args.repeats)
         fast = vllm_result[str(batch)]

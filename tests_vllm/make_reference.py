@@ -29,15 +29,15 @@ MAX_NEW_TOKENS = 40
 START_ROW_SCALE = 6.0
 
 
-def build_model(seed: int = 0) -> Qwen2ForCausalLM:
+def build_model(seed: int = 0, hidden_size: int = 128, num_layers: int = 2) -> Qwen2ForCausalLM:
     torch.manual_seed(seed)
     config = Qwen2Config(
         vocab_size=TEXT_VOCAB + 3,
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=hidden_size // 32,
+        num_key_value_heads=max(1, hidden_size // 64),
         head_dim=32,
         max_position_embeddings=512,
         tie_word_embeddings=False,
