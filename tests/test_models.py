@@ -778,3 +778,31 @@ def test_latent_sample_on_a_stock_class_model(tiny_model_and_processor):
     )
     assert torch.equal(ours, theirs)
     assert (ours == model.config.latent_pad_id).sum() >= 2 * model.config.latent_size
+
+
+def test_last_hidden_state_capture_finds_the_final_norm_of_a_text_only_lm():
+    """The capture hook sits on `get_decoder().norm`: Qwen-VL's language model, or a causal LM's `model.model` (the
+    vLLM job's reference decodes a text-only Qwen2 through the same loop)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from thinker4d.models.generation import capture_last_hidden_state
+
+    torch.manual_seed(0)
+    lm = Qwen2ForCausalLM(
+        Qwen2Config(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            vocab_size=50,
+        )
+    ).eval()
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad(), capture_last_hidden_state(lm) as captured:
+        out = lm(input_ids=ids, logits_to_keep=1)
+    assert captured["hidden"].shape == (1, 4, 32)
+    with torch.no_grad():
+        expected = lm.model(input_ids=ids).last_hidden_state
+    torch.testing.assert_close(captured["hidden"], expected)
+    torch.testing.assert_close(out.logits[:, -1], lm.lm_head(expected[:, -1]))

@@ -245,12 +245,14 @@ def apply_sampling_masks(
 def capture_last_hidden_state(model):
     """Yield a dict whose `"hidden"` holds, after each forward of `model`, the output of its final norm: the last
     layer's post-norm hidden state at every position, `(batch, seq, hidden)`, whatever `logits_to_keep` is (the output
-    layer's input is a slice of it). One forward hook on `model.model.language_model.norm`, so the decoding loop, the
-    forward's `output_last_hidden_state` and the RL log-prob recompute read the same tensor, on stock Qwen-VL classes too.
+    layer's input is a slice of it). One forward hook on the decoder's final norm (`model.get_decoder().norm`: the
+    language model of a Qwen-VL class, the `model.model` of a text-only causal LM), so the decoding loop, the forward's
+    `output_last_hidden_state` and the RL log-prob recompute read the same tensor, on stock classes too.
     """
-    norm = getattr(getattr(getattr(model, "model", None), "language_model", None), "norm", None)
+    get_decoder = getattr(model, "get_decoder", None)
+    norm = getattr(get_decoder(), "norm", None) if callable(get_decoder) else None
     if norm is None:
-        raise ValueError(f"Cannot find the final norm (model.language_model.norm) of {type(model).__name__}.")
+        raise ValueError(f"Cannot find the final norm (model.get_decoder().norm) of {type(model).__name__}.")
     captured: dict[str, torch.Tensor] = {}
     handle = norm.register_forward_hook(lambda module, args, output: captured.update(hidden=output))
     try:
