@@ -154,11 +154,12 @@ def test_quickstart_end_to_end_and_resume(tmp_path, capfd):
     # reused stages keep the times recorded when they ran; the redone one gets its new time
     assert summary["reused_stages"] == []
     assert set(again["reused_stages"]) == set(summary["timings_s"]) - {"eval_dift_grpo"}
-    # stages that do work take well over the 0.1 s the times are rounded to (building the tiny model may not)
-    assert all(summary["timings_s"][s] > 0 for s in ("data", "train_dift", "eval_dift")), summary["timings_s"]
+    # synthesis and training take well over the 0.1 s the times are rounded to (a fast stage may round to 0.0)
+    assert all(summary["timings_s"][s] > 0 for s in ("data", "train_dift")), summary["timings_s"]
     for stage in again["reused_stages"]:
         assert again["timings_s"][stage] == summary["timings_s"][stage], stage
-    assert again["timings_s"]["eval_dift_grpo"] > 0
+    # the redone evaluation resumes from its finished questions, so its new time may round to 0.0
+    assert isinstance(again["timings_s"]["eval_dift_grpo"], float)
     report = (tmp_path / "report.md").read_text()
     assert json.dumps(again["timings_s"], indent=1) in report
 
