@@ -13,7 +13,6 @@ import torch
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-torch.set_num_threads(1)
 
 
 def _tiny_model(latent_size=2):
@@ -195,6 +194,7 @@ def run_grpo(out: Path, max_steps: int = 2, resume_at: int = 1) -> dict:
 
 
 if __name__ == "__main__":
+    torch.set_num_threads(1)
     task, output = sys.argv[1], Path(sys.argv[2])
     if task == "dift":
         run_dift(output, int(sys.argv[3]))

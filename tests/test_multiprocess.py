@@ -83,7 +83,13 @@ def test_dift_two_processes_equal_one_process_with_twice_the_batch(tmp_path):
 
     launch(str(WORKER), "dift", str(tmp_path / "ddp"), "1")
     two = ranks(tmp_path / "ddp", "dift")
-    one = worker.run_dift(tmp_path / "single", per_device_batch=2)
+    # the one-process reference runs in a fresh process too: in this process, state that earlier tests left behind
+    # (accelerate's shared state, torch's thread count) would make its numbers differ from the launched ranks'
+    single = start([sys.executable, str(WORKER), "dift", str(tmp_path / "single"), "2"])
+    err = finish(single)
+    assert single.returncode == 0, err[-4000:]
+    one = json.loads((tmp_path / "single" / "dift_rank0.json").read_text())
+    assert (one["rank"], one["world"]) == (0, 1)
 
     # sharding: at each step the ranks see disjoint rows, together the rows the single process sees at that step
     for run in ("full", "resumed"):
