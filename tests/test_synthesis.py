@@ -728,6 +728,31 @@ def test_subsample_clip_keeps_geometry_aligned():
     assert sub.num_frames == 8 and sub.fps == pytest.approx(4.0)
     assert np.array_equal(sub.w2c, clip.w2c[::2]) and np.array_equal(sub.instance_ids, clip.instance_ids[::2])
     assert sub.camera_motion == clip.camera_motion
+    turning = render_clip(2, num_frames=16, size=64)  # its white ball turns
+    sub = subsample_clip(turning, sample_indices(16, turning.fps, 4.0, 16))
+    assert sorted(sub.headings) == sorted(turning.headings) != []
+    assert all(np.array_equal(sub.headings[n], h[::2]) for n, h in turning.headings.items())
+
+
+def test_orientation_task_through_synthesis_and_synthdsr(tmp_path):
+    """`object_orientation` is not among the default tasks, but asked for it goes through data synthesis (a CoT with
+    one <imagery> per overlay and the turn in words, from both RuleTeacher styles) and into a balanced SynthDSR."""
+    from thinker4d.world import build_synthdsr
+
+    tasks = ["camera_motion", "object_orientation"]
+    for style in ("full", "compact"):
+        cfg = SynthesisConfig(world_num_clips=6, tasks=tasks, cot_style=style, **SMALL)
+        report = run_synthesis(cfg, tmp_path / style, progress=False)
+        rows = [r for r in _rows(tmp_path / style) if r["task"] == "object_orientation"]
+        assert report["complete"] and len(rows) >= 2
+        for r in rows:
+            assert validate_cot(r["cot"], r["options"], r["answer"], len(r["imagery"])) is None
+            assert r["cot"].count("<imagery>") == len(r["imagery"]) >= 2
+            said = json.loads(r["meta"])["answer_text"] if style == "compact" else "its painted front goes from"
+            assert said in r["cot"]
+    ds = build_synthdsr(tmp_path / "sd", num_questions=6, num_frames=8, size=64, tasks=["object_orientation"])
+    stats = json.loads((tmp_path / "sd" / "build_stats.json").read_text())
+    assert len(ds) == 6 and set(stats["answers"]["object_orientation"].values()) == {2}
 
 
 # ------------------------------------------------------------------------------------------------ stage units

@@ -270,6 +270,34 @@ def test_training_api_refuses_held_out_seeds():
     assert sample_clip_spec(SYNTHDSR_SEED_START + 5, split="synthdsr").seed == SYNTHDSR_SEED_START + 5
 
 
+def test_fronts_and_turns_change_only_the_paint_of_the_facing_objects():
+    """Balls and cylinders look the same from every heading, so giving them a front and a turn (from their own random
+    stream) leaves every position, mask and depth of a seed as without them: only the painted front differs."""
+    facing_seen = 0
+    for seed in range(6):
+        spec = sample_clip_spec(seed, **SMALL)
+        facing = [o.name for o in spec.objects if o.facing]
+        assert all(o.shape in ("ball", "cylinder") for o in spec.objects if o.facing or o.turn_deg_s)
+        plain = dataclasses.replace(
+            spec,
+            objects=[
+                dataclasses.replace(o, facing=False, turn_deg_s=0.0, yaw_deg=o.yaw_deg if o.shape == "cube" else 0.0)
+                for o in spec.objects
+            ],
+        )
+        clip, ref = render_spec(spec), render_spec(plain)
+        assert sorted(clip.headings) == sorted(facing) and ref.headings == {}
+        assert np.array_equal(clip.instance_ids, ref.instance_ids) and np.array_equal(clip.depth, ref.depth)
+        painted = np.isin(clip.instance_ids, [clip.object_names.index(n) + 1 for n in facing])
+        assert np.array_equal(clip.frames[~painted], ref.frames[~painted])
+        facing_seen += len(facing)
+        for o in spec.objects:
+            if o.facing:
+                np.testing.assert_allclose(clip.headings[o.name], o.yaw_deg + o.turn_deg_s * spec.times)
+                assert (clip.frames[painted] != ref.frames[painted]).any()
+    assert facing_seen > 0
+
+
 # ------------------------------------------------------------------------------------------------ save / load
 
 
@@ -283,12 +311,30 @@ def test_save_load_round_trip(tmp_path):
     assert back.object_names == clip.object_names and back.motion_labels == clip.motion_labels
     for name in clip.tracks:
         np.testing.assert_allclose(back.tracks[name], clip.tracks[name], atol=1e-6)
+    assert sorted(back.headings) == sorted(clip.headings) != []
+    for name in clip.headings:
+        np.testing.assert_allclose(back.headings[name], clip.headings[name], atol=1e-6)
     assert back.frames.shape == clip.frames.shape
     assert np.abs(back.frames.astype(int) - clip.frames.astype(int)).mean() < 6  # H.264 is lossy
     assert back.camera_motion == clip.camera_motion
     poses = np.load(tmp_path / clip.clip_id / "poses.npy")
     intr = np.load(tmp_path / clip.clip_id / "intrinsics.npy")
     assert poses.shape == (8, 7) and intr.shape == (8, 4) and np.allclose(intr[:, 2:], 0.5)
+
+
+def test_headings_must_have_one_value_per_frame(tmp_path):
+    clip = render_clip(9, **SMALL)
+    with pytest.raises(
+        ValueError, match=r"headings must have one value per frame \(8,\), got \{'white ball': \(3,\)\}"
+    ):
+        dataclasses.replace(clip, headings={"white ball": np.zeros(3)})
+    folder = save_clip(clip, tmp_path / "c", video=False)
+    tracks = json.loads((folder / "tracks.json").read_text())
+    tracks["objects"][[o["name"] for o in tracks["objects"]].index("white ball")]["headings"] = [0.0, 1.0]
+    (folder / "tracks.json").write_text(json.dumps(tracks))
+    write_video(folder / "video.mp4", clip.frames, clip.fps)
+    with pytest.raises(ValueError, match=r"tracks.json: headings of \['white ball'\] do not have 8 entries"):
+        load_clip(folder)
 
 
 def _csr(mask):

@@ -1,11 +1,13 @@
 """SynthDSR answer balance and the DSR-Bench-style object tasks, each on a constructed scene with a known answer."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
 from thinker4d.world import CameraSpec, ClipSpec, ObjectSpec, answer_balance, ask, build_synthdsr, render_spec
+from thinker4d.world.orientation_questions import ORIENTATIONS
 from thinker4d.world.questions import QUESTION_TASKS, TASK_FUNCTIONS, answer_class, task_min_frames
 from thinker4d.world.synthdsr import BALANCE_TOLERANCE, QUESTIONS_PER_TASK, balanced_questions
 
@@ -30,6 +32,18 @@ def ball(position=(0.0, 0.0, 0.4), velocity=(0.0, 0.0, 0.0), start=0.0, end=10.0
         velocity=velocity,
         move_start=start,
         move_end=end if any(velocity) else 0.0,
+    )
+
+
+def facing_ball(turn_deg=0.0, facing_deg=0.0, position=(0.0, 0.0, 0.4), span_s=1.75, facing=True):
+    """A red ball with a painted front that turns `turn_deg` (counter-clockwise seen from above) over `span_s` seconds
+    (the default scene's 8 frames at 4 fps), its front `facing_deg` from the camera (0 = facing it) at mid-clip."""
+    bearing = np.degrees(np.arctan2(-6.0 - position[1], -position[0]))  # from the ball to the camera at (0, -6)
+    return dataclasses.replace(
+        ball(position=position),
+        facing=facing,
+        yaw_deg=bearing + facing_deg - turn_deg / 2,
+        turn_deg_s=turn_deg / span_s,
     )
 
 
@@ -119,6 +133,48 @@ def test_camera_single_class_questions_offer_stay_as_a_distractor():
     assert 0 < offered < 30
 
 
+def test_orientation_from_the_exact_heading_with_dead_bands():
+    left, right, still = ORIENTATIONS
+    assert task_min_frames("object_orientation") == 2 and TASK_FUNCTIONS["object_orientation"].classes == ORIENTATIONS
+    q = ask(scene(facing_ball(60.0)), "object_orientation", rng=0)
+    assert q["answer_text"] == left and q["label"]["turn_deg"] == pytest.approx(60.0)
+    assert q["label"]["relative_turn_deg"] == pytest.approx(60.0)  # the camera stays: the line of sight is fixed
+    assert answer(scene(facing_ball(-60.0)), "object_orientation") == right
+    assert answer(scene(facing_ball(0.0)), "object_orientation") == still
+    assert answer(scene(facing_ball(15.0)), "object_orientation") is None  # between "still" and "turned"
+    assert answer(scene(facing_ball(170.0)), "object_orientation") is None  # near a half-turn: either way looks alike
+    assert answer(scene(facing_ball(60.0, facing_deg=180.0)), "object_orientation") is None  # the front faces away
+    assert answer(scene(facing_ball(60.0, facing=False)), "object_orientation") is None  # no front: nothing to see
+    # the camera trucks 2.5 m right of a ball 6 m away: the line of sight turns 22.6 degrees, so a still ball looks
+    # turned by that much relative to the camera, and a 30-degree turn by only 7: neither is asked; 60 degrees is
+    truck = {"motion": ["Truck Right"], "magnitudes": {"Truck Right": 2.5}}
+    assert answer(scene(facing_ball(0.0), **truck), "object_orientation") is None
+    assert answer(scene(facing_ball(30.0), **truck), "object_orientation") is None
+    q = ask(scene(facing_ball(60.0), **truck), "object_orientation", rng=0)
+    assert q["answer_text"] == left and q["label"]["relative_turn_deg"] == pytest.approx(60.0 - 22.62, abs=0.01)
+    # a camera that only pans does not move the line of sight
+    assert answer(
+        scene(facing_ball(0.0), motion=["Pan Left"], magnitudes={"Pan Left": 30.0}), "object_orientation"
+    ) == (still)
+
+
+def test_a_turn_is_visible_in_the_frames():
+    """The painted front of a ball 3 m from the camera, facing it at mid-clip, slides across the ball: to the viewer's
+    right for a left (counter-clockwise) turn, to the left for a right turn, nowhere without a turn."""
+
+    def front_shift(turn_deg):
+        clip = scene(facing_ball(turn_deg, position=(0.0, -3.0, 0.4)))
+        xs = []
+        for f in (0, clip.num_frames - 1):
+            mask = clip.instance_ids[f] == 1
+            front = mask & (clip.frames[f, :, :, 1] > 100)  # white paint on a red ball: a bright green channel
+            assert 0 < front.sum() < mask.sum()
+            xs.append(np.nonzero(front)[1].mean() - np.nonzero(mask)[1].mean())
+        return xs[1] - xs[0]
+
+    assert front_shift(80.0) > 2 and front_shift(-80.0) < -2 and abs(front_shift(0.0)) < 0.5
+
+
 # ------------------------------------------------------------------------------------------------ balance
 
 
@@ -189,6 +245,7 @@ def test_quickstart_synthdsr_is_balanced_per_task():
 def test_all_tasks_balanced_on_a_smaller_build():
     """Every task at 40 questions. Object names occur as options of object_speed_compare only a few times each at this
     size, so their "always answer X" rates are left to the default-size test below (they are within bounds there)."""
+    assert "object_orientation" in QUESTION_TASKS
     qs, stats = _balanced(num_questions=40 * len(QUESTION_TASKS), num_frames=16, size=64)
     balance = _check_balanced(qs, QUESTION_TASKS, min_offered=20)
     assert all(b["n"] == 40 for b in balance.values())

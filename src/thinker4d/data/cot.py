@@ -59,6 +59,18 @@ def _shift_words(a: dict, b: dict) -> str:
     return f"it shifts {shift} and {size}"
 
 
+def _turn_sentence(lb: dict) -> str:
+    turn = lb["turn_deg"]
+    if lb["orientation"] == "It does not turn":
+        how = f"changes by only {abs(turn):.0f} degrees, so it does not turn"
+    else:
+        how = f"turns {abs(turn):.0f} degrees {'counter-clockwise, to the left' if turn > 0 else 'clockwise, to the right'}"
+    return (
+        f"Seen from above, its painted front goes from a heading of {lb['start_heading_deg'] % 360:.0f} to "
+        f"{lb['end_heading_deg'] % 360:.0f} degrees (counter-clockwise from east): it {how}."
+    )
+
+
 _TASK_SENTENCES = {
     "object_direction": lambda lb: (
         f"Measured from the starting viewpoint it moves {abs(lb['lateral_m']):.1f} m "
@@ -74,6 +86,7 @@ _TASK_SENTENCES = {
         f"While moving it covers about {lb['speed_m_s']:.2f} m per second, "
         f"which means {lb['speed_class'][0].lower() + lb['speed_class'][1:]}."
     ),
+    "object_orientation": lambda lb: _turn_sentence(lb),
     "object_bbox": lambda lb: (
         f"In frame {lb['frame'] + 1} the highlighted region spans the box {lb['bbox_1000']} on the 0-1000 grid."
     ),

@@ -167,7 +167,8 @@ def read_video_frames(
 
 
 def subsample_clip(clip, indices: np.ndarray):
-    """A `Clip` restricted to `indices` (frames, poses, depth, masks, tracks and motion-label segments together)."""
+    """A `Clip` restricted to `indices` (frames, poses, depth, masks, tracks, headings and motion-label segments
+    together)."""
     from thinker4d.world.clip import remap_motion_labels, sampled_fps
 
     indices = np.asarray(indices, dtype=np.int64)
@@ -181,6 +182,7 @@ def subsample_clip(clip, indices: np.ndarray):
         depth=None if clip.depth is None else clip.depth[indices],
         instance_ids=None if clip.instance_ids is None else clip.instance_ids[indices],
         tracks={k: np.asarray(v)[indices] for k, v in clip.tracks.items()},
+        headings={k: np.asarray(v)[indices] for k, v in clip.headings.items()},
         motion_labels=remap_motion_labels(clip.motion_labels, indices),
         frame_indices=np.asarray(clip.frame_indices)[indices],
     )

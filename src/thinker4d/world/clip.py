@@ -43,8 +43,10 @@ class Clip:
         depth (`np.ndarray` of shape `(T, H, W)`, float32, *optional*): z-depth in metres.
         instance_ids (`np.ndarray` of shape `(T, H, W)`, uint8, *optional*): 0 background, i + 1 = `object_names[i]`.
         object_names (`list[str]`): names of the objects in id order.
-        objects (`list[dict]`): per object `name, shape, color, size` (metres) and `moving`.
+        objects (`list[dict]`): per object `name, shape, color, size` (metres), `moving` and `facing`.
         tracks (`dict[str, np.ndarray]`): per object name, `(T, 3)` world position of its centre in metres.
+        headings (`dict[str, np.ndarray]`): per object that shows a front (`facing`), `(T,)` heading in degrees,
+            counter-clockwise from +X (east) seen from above, not wrapped (a turn of 400 degrees reads as one).
         motion_labels (`dict[str, list[str]]`): SpatialVID `instructions.json`, `"start->end"` -> camera-motion labels.
         frame_indices (`np.ndarray` of shape `(T,)`): index of each frame in the source video.
         meta (`dict`): `source`, `seed`, `spec`, `depth_kind`, ...
@@ -69,6 +71,7 @@ class Clip:
     object_names: list = field(default_factory=list)
     objects: list = field(default_factory=list)
     tracks: dict = field(default_factory=dict)
+    headings: dict = field(default_factory=dict)
     motion_labels: dict = field(default_factory=dict)
     frame_indices: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
@@ -87,6 +90,9 @@ class Clip:
             arr = getattr(self, name)
             if arr is not None and arr.shape != self.frames.shape[:3]:
                 raise ValueError(f"Clip {self.clip_id}: {name} must be {self.frames.shape[:3]}, got {arr.shape}.")
+        bad = {n: np.shape(h) for n, h in self.headings.items() if np.shape(h) != (T,)}
+        if bad:
+            raise ValueError(f"Clip {self.clip_id}: headings must have one value per frame ({T},), got {bad}.")
         if self.frame_indices is None:
             self.frame_indices = np.arange(T, dtype=np.int64)
 
@@ -153,9 +159,17 @@ def save_clip(clip: Clip, path, video: bool = True) -> Path:
         np.savez_compressed(path / "masks.npz", instance_ids=clip.instance_ids.astype(np.uint8))
     tracks = {
         "fps": clip.fps,
-        "units": "metres, world frame (Z up), object centre per frame",
+        "units": "metres, world frame (Z up), object centre per frame; headings in degrees counter-clockwise from +X",
         "objects": [
-            {**o, "positions": np.asarray(clip.tracks[o["name"]]).round(6).tolist()}
+            {
+                **o,
+                "positions": np.asarray(clip.tracks[o["name"]]).round(6).tolist(),
+                **(
+                    {"headings": np.asarray(clip.headings[o["name"]]).round(6).tolist()}
+                    if o["name"] in clip.headings
+                    else {}
+                ),
+            }
             for o in clip.objects
             if o["name"] in clip.tracks
         ],
@@ -188,7 +202,7 @@ def load_clip(path, video=None, max_size: int | None = None, sample=None) -> Cli
             pixels (aspect kept); masks and depth follow (nearest neighbour) and `K` is for the new size.
         sample (`Callable[[int, float], array]`, *optional*): `(num_frames, fps) -> indices` of the clip's frames to
             keep (e.g. `thinker4d.data.ingest.sample_indices` at a target fps); only those frames are decoded, and
-            poses, masks, depth, tracks, motion labels and `fps` follow.
+            poses, masks, depth, tracks, headings, motion labels and `fps` follow.
 
     Raises:
         FileNotFoundError: when the folder is neither layout, a file of a thinker4d world folder is missing, or the
@@ -252,11 +266,13 @@ def _load_world(path: Path, video, max_size, sample) -> Clip:
     depth = per_frame("depth.npz", "depth")
     ids = per_frame("masks.npz", "instance_ids")
     tr = json.loads((path / "tracks.json").read_text()) if (path / "tracks.json").is_file() else {"objects": []}
-    objects = [{k: v for k, v in o.items() if k != "positions"} for o in tr["objects"]]
+    objects = [{k: v for k, v in o.items() if k not in ("positions", "headings")} for o in tr["objects"]]
     tracks = {o["name"]: np.asarray(o["positions"], dtype=np.float64) for o in tr["objects"]}
-    bad = [n for n, t in tracks.items() if len(t) != T]
-    if bad:
-        raise ValueError(f"{path / 'tracks.json'}: positions of {bad} do not have {T} entries (one per pose).")
+    headings = {o["name"]: np.asarray(o["headings"], dtype=np.float64) for o in tr["objects"] if "headings" in o}
+    for key, values in (("positions", tracks), ("headings", headings)):
+        bad = [n for n, t in values.items() if len(t) != T]
+        if bad:
+            raise ValueError(f"{path / 'tracks.json'}: {key} of {bad} do not have {T} entries (one per pose).")
     labels = json.loads((path / "instructions.json").read_text())
     return Clip(
         clip_id=info["clip_id"],
@@ -266,6 +282,7 @@ def _load_world(path: Path, video, max_size, sample) -> Clip:
         object_names=names,
         objects=objects,
         tracks={n: t[sel] for n, t in tracks.items()},
+        headings={n: h[sel] for n, h in headings.items()},
         frame_indices=frame_indices[sel],
         meta=info.get("meta", {}),
     )

@@ -5,11 +5,13 @@ What differs from the paper:
 1. The paper's object questions come from DSR-Train (teacher-labelled); here every label is computed from exact tracks
    and masks. A generator returns `None` rather than guess when the geometry is in a dead band between classes (e.g.
    an oblique motion for a left/right question) or the object is barely visible.
-2. Thresholds are fixed and stated in the question where a person needs them (speeds are in m/s, and the ground
+2. The paper's orientation labels come from estimated object poses; the world's balls and cylinders may carry a
+   painted front and turn about the vertical axis, and their exact heading per frame gives the label.
+3. Thresholds are fixed and stated in the question where a person needs them (speeds are in m/s, and the ground
    tiles are 1 m wide).
 
-The generators live in one module per task family: `direction_questions.py`, `distance_questions.py` and
-`speed_questions.py` (with their shared thresholds, option texts and helpers in `object_geometry.py`); this module
+The generators live in one module per task family: `direction_questions.py`, `distance_questions.py`,
+`speed_questions.py` and `orientation_questions.py` (with their shared thresholds, option texts and helpers in `object_geometry.py`); this module
 holds `object_bbox` and exports every object task and threshold.
 """
 
@@ -48,6 +50,7 @@ from .object_geometry import (
     _candidates,
     _visible,
 )
+from .orientation_questions import ORIENTATIONS, object_orientation
 from .speed_questions import object_motion_state, object_speed, object_speed_compare
 
 
@@ -63,6 +66,7 @@ __all__ = [
     "MIN_MOVE_M",
     "MIN_STATE_INTERVALS",
     "MOTION_STATES",
+    "ORIENTATIONS",
     "PREDICT_S",
     "PREDICTIONS",
     "RELATIVE_DIRECTIONS",
@@ -79,6 +83,7 @@ __all__ = [
     "object_distance_change",
     "object_relative_distance",
     "object_motion_state",
+    "object_orientation",
     "object_speed",
     "object_speed_compare",
     "object_bbox",

@@ -1,9 +1,9 @@
 """Ground-truth multiple-choice questions computed from a clip's geometry (https://huggingface.co/papers/2605.05997).
 
 This module names the question tasks and asks them; the generators live in `camera_questions.py` (camera motion, from
-poses) and `object_questions.py` (object motion, from tracks and masks, split by task family into
-`direction_questions.py`, `distance_questions.py` and `speed_questions.py`), whose docstrings say what differs from
-the paper. Every generator returns `None` rather than guess when the geometry does not support an unambiguous label.
+poses) and `object_questions.py` (object motion, from tracks, headings and masks, split by task family into
+`direction_questions.py`, `distance_questions.py`, `speed_questions.py` and `orientation_questions.py`), whose
+docstrings say what differs from the paper. Every generator returns `None` rather than guess when the geometry does not support an unambiguous label.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from .object_questions import (
     object_distance,
     object_distance_change,
     object_motion_state,
+    object_orientation,
     object_relative_direction,
     object_relative_distance,
     object_speed,
@@ -52,6 +53,7 @@ QUESTION_TASKS = (
     "object_direction_camera",
     "object_distance_change",
     "object_direction_prediction",
+    "object_orientation",
 )
 
 TASK_FUNCTIONS = {
@@ -67,6 +69,7 @@ TASK_FUNCTIONS = {
     "object_direction_camera": object_direction_camera,
     "object_distance_change": object_distance_change,
     "object_direction_prediction": object_direction_prediction,
+    "object_orientation": object_orientation,
 }
 
 
@@ -193,6 +196,7 @@ __all__ = [
     "object_distance_change",
     "iter_questions",
     "object_motion_state",
+    "object_orientation",
     "object_relative_direction",
     "object_relative_distance",
     "object_speed",

@@ -25,6 +25,7 @@ RAMP = 0.22  # "redder towards the east" amplitude (learnability cue)
 FOG_DISTANCE = 30.0
 SHADOW = 0.55  # ground brightness inside an object's shadow
 NEAR = 1e-3
+MARKER_DEG = 35.0  # half-angle of the front wedge painted on a facing object
 
 
 def intrinsics_matrix(width: int, height: int, fov_deg: float) -> np.ndarray:
@@ -183,6 +184,20 @@ def _shadow_factor(objects, centers, px, py) -> np.ndarray:
     return lit
 
 
+def _front_wedge(offsets: np.ndarray, yaw_deg: float) -> np.ndarray:
+    """Which surface points (offsets from the object's centre, (N,3) world) lie in the vertical wedge of `MARKER_DEG`
+    either side of the heading: the painted front of a facing object."""
+    front = np.array([np.cos(np.deg2rad(yaw_deg)), np.sin(np.deg2rad(yaw_deg))], np.float32)
+    flat = offsets[:, :2]
+    return flat @ front > np.cos(np.deg2rad(MARKER_DEG)) * np.linalg.norm(flat, axis=1)
+
+
+def _marker_color(color: str) -> np.ndarray:
+    """Near-white on dark colours, near-black on light ones, so the front stands out on every object."""
+    rgb = np.asarray(COLORS[color], np.float32)
+    return np.full(3, 0.08 if rgb @ np.array([0.3, 0.59, 0.11], np.float32) > 0.6 else 0.97, np.float32)
+
+
 def render_spec(spec: ClipSpec) -> Clip:
     """Render a `ClipSpec` into a `Clip` with frames, z-depth (metres), instance ids, poses and object tracks."""
     T, H, W = spec.num_frames, spec.height, spec.width
@@ -191,6 +206,7 @@ def render_spec(spec: ClipSpec) -> Clip:
     w2c = np.linalg.inv(c2w)
     times = spec.times
     tracks = np.stack([o.track(times) for o in spec.objects], axis=1) if spec.objects else np.zeros((T, 0, 3))
+    headings = {o_.name: o_.heading(times) for o_ in spec.objects}
 
     u = (np.arange(W, dtype=np.float32) + 0.5 - np.float32(K[0, 2])) / np.float32(K[0, 0])
     v = (np.arange(H, dtype=np.float32) + 0.5 - np.float32(K[1, 2])) / np.float32(K[1, 1])
@@ -241,7 +257,8 @@ def render_spec(spec: ClipSpec) -> Clip:
                 continue
             v0, v1, u0, u1 = rect
             dd = dcam[v0:v1, u0:u1].reshape(-1, 3) @ R[ti].T
-            t, normal = _intersect(obj.shape, tracks[ti, j], obj.size, obj.yaw_deg, o[ti], dd)
+            yaw = headings[obj.name][ti]
+            t, normal = _intersect(obj.shape, tracks[ti, j], obj.size, yaw, o[ti], dd)
             t = t.reshape(v1 - v0, u1 - u0)
             win = t < depth[ti, v0:v1, u0:u1]
             if not win.any():
@@ -249,13 +266,23 @@ def render_spec(spec: ClipSpec) -> Clip:
             shade = AMBIENT + DIFFUSE * np.clip(normal.reshape(v1 - v0, u1 - u0, 3)[win] @ LIGHT_DIR, 0, None)
             depth[ti, v0:v1, u0:u1][win] = t[win]
             ids[ti, v0:v1, u0:u1][win] = j + 1
-            col = np.asarray(COLORS[obj.color], np.float32)[:, None] * shade[None]
-            image[:, ti, v0:v1, u0:u1][:, win] = col
+            col = np.repeat(np.asarray(COLORS[obj.color], np.float32)[:, None], len(shade), axis=1)
+            if obj.facing:
+                hit = o[ti] + t[win][:, None] * dd.reshape(v1 - v0, u1 - u0, 3)[win] - tracks[ti, j]
+                col[:, _front_wedge(hit, yaw)] = _marker_color(obj.color)[:, None]
+            image[:, ti, v0:v1, u0:u1][:, win] = col * shade[None]
 
     frames = np.ascontiguousarray(np.moveaxis((np.clip(image, 0.0, 1.0) * 255 + 0.5).astype(np.uint8), 0, -1))
     labels = camera_motion_labels(w2c)
     objects = [
-        {"name": o_.name, "shape": o_.shape, "color": o_.color, "size": list(o_.size), "moving": o_.moving}
+        {
+            "name": o_.name,
+            "shape": o_.shape,
+            "color": o_.color,
+            "size": list(o_.size),
+            "moving": o_.moving,
+            "facing": o_.facing,
+        }
         for o_ in spec.objects
     ]
     return Clip(
@@ -269,6 +296,7 @@ def render_spec(spec: ClipSpec) -> Clip:
         object_names=[o_.name for o_ in spec.objects],
         objects=objects,
         tracks={o_.name: tracks[:, j].copy() for j, o_ in enumerate(spec.objects)},
+        headings={o_.name: headings[o_.name] for o_ in spec.objects if o_.facing},
         motion_labels={f"0->{T - 1}": labels},
         frame_indices=np.arange(T, dtype=np.int64),
         meta={

@@ -40,6 +40,11 @@ SLOW_SPEED = (0.3, 0.6)
 FAST_SPEED = (1.2, 1.8)
 TRANSLATION_RANGE_M = (0.6, 2.5)
 ROTATION_RANGE_DEG = (12.0, 40.0)
+# Objects that show a front (balls and cylinders, whose silhouette a turn leaves unchanged): how often, how far they
+# turn over a clip (degrees, either way, or not at all), and how far their mid-clip heading is from facing the camera.
+FACING_PROB = 0.6
+TURN_RANGE_DEG = (35.0, 90.0)
+FACING_SPREAD_DEG = 20.0
 
 # Camera axes (x right, y down, z forward) expressed in world axes (X east, Y north, Z up) for heading 0, pitch 0.
 CAM_TO_WORLD_BASE = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, -1.0, 0.0]])
@@ -88,7 +93,12 @@ class ObjectSpec:
         position (`tuple[float, float, float]`): world centre at t = 0 (metres).
         velocity (`tuple[float, float, float]`): world velocity while moving (m/s).
         move_start, move_end (`float`): the moving interval in seconds.
-        yaw_deg (`float`): rotation of a cube about the vertical axis.
+        yaw_deg (`float`): heading at t = 0 about the vertical axis, degrees counter-clockwise from east (+X) seen
+            from above: the direction of a cube's local +x face, and of the front marker of a `facing` object.
+        turn_deg_s (`float`): yaw rate over the whole clip (degrees per second; positive turns left, i.e.
+            counter-clockwise seen from above), so the heading at time t is `yaw_deg + turn_deg_s * t`.
+        facing (`bool`): the object shows its front: the renderer paints a vertical wedge of it (`MARKER_DEG` either
+            side of the heading) in a contrasting colour, so a turn is visible, and the clip records its heading.
     """
 
     name: str
@@ -100,6 +110,8 @@ class ObjectSpec:
     move_start: float = 0.0
     move_end: float = 0.0
     yaw_deg: float = 0.0
+    turn_deg_s: float = 0.0
+    facing: bool = False
 
     @property
     def moving(self) -> bool:
@@ -114,6 +126,10 @@ class ObjectSpec:
         """(T,3) world centre at `times` (seconds)."""
         active = np.clip(times, self.move_start, self.move_end) - self.move_start if self.moving else 0.0 * times
         return np.asarray(self.position)[None] + np.asarray(self.velocity)[None] * np.asarray(active)[:, None]
+
+    def heading(self, times: np.ndarray) -> np.ndarray:
+        """(T,) heading in degrees (counter-clockwise from +X seen from above) at `times` (seconds), not wrapped."""
+        return self.yaw_deg + self.turn_deg_s * np.asarray(times, dtype=np.float64)
 
 
 @dataclass
@@ -227,8 +243,8 @@ def sample_clip_spec(
 ) -> ClipSpec:
     """A random but reproducible clip specification.
 
-    Camera, objects and textures draw from separate streams (`default_rng([seed, k])`), so fixing `camera_motion`
-    leaves the objects of a seed unchanged.
+    Camera, objects, textures and the objects' fronts and turns draw from separate streams (`default_rng([seed, k])`),
+    so fixing `camera_motion` leaves the objects of a seed unchanged.
 
     Args:
         seed (`int`): training seeds are `0 <= seed < TRAIN_SEED_LIMIT`; held-out seeds need `split="synthdsr"`.
@@ -252,7 +268,7 @@ def sample_clip_spec(
     height = size if height is None else height
     width = size if width is None else width
     validate_size(num_frames, height, width, fps)
-    cam_rng, obj_rng, tex_rng = (np.random.default_rng([seed, k]) for k in range(3))
+    cam_rng, obj_rng, tex_rng, turn_rng = (np.random.default_rng([seed, k]) for k in range(4))
 
     if camera_motion is None and camera_motions:
         camera_motion = list(camera_motions)[int(cam_rng.integers(len(camera_motions)))]
@@ -275,6 +291,7 @@ def sample_clip_spec(
         raise ValueError(f"num_objects must be between 0 and {len(COLORS)}, got {num_objects}.")
     duration = num_frames / fps
     objects = _sample_objects(obj_rng, camera, num_objects, num_frames, fps, duration)
+    objects = _sample_turns(turn_rng, camera, objects, num_frames, fps)
     return ClipSpec(
         seed=seed,
         num_frames=num_frames,
@@ -356,3 +373,23 @@ def _fits(obj: ObjectSpec, others: list, times: np.ndarray, cam_pos: np.ndarray)
         if np.min(np.linalg.norm(tr - o.track(times), axis=1)) < obj.radius + o.radius + 0.3:
             return False
     return True
+
+
+def _sample_turns(rng, camera: CameraSpec, objects: list, num_frames: int, fps: float) -> list:
+    """Give some balls and cylinders a front and a turn (left, right or none, equally likely), from their own random
+    stream: positions, motion and every other choice of a seed stay as they were, and so do the masks and depth,
+    since these shapes look the same from every heading. The front points within `FACING_SPREAD_DEG` of the camera at
+    mid-clip, so the marker is in view while the object turns."""
+    span = (num_frames - 1) / fps
+    out = []
+    for obj in objects:
+        u, kind, amount, offset = rng.random(), rng.integers(3), rng.uniform(*TURN_RANGE_DEG), rng.uniform(-1, 1)
+        if obj.shape not in ("ball", "cylinder") or u >= FACING_PROB:
+            out.append(obj)
+            continue
+        total = float(amount) * (0.0, 1.0, -1.0)[int(kind)] if span > 0 else 0.0
+        mid = obj.track(np.array([span / 2]))[0]
+        bearing = np.degrees(np.arctan2(camera.position[1] - mid[1], camera.position[0] - mid[0]))
+        yaw = float(bearing + FACING_SPREAD_DEG * offset - total / 2)
+        out.append(dataclasses.replace(obj, facing=True, yaw_deg=yaw, turn_deg_s=total / span if span > 0 else 0.0))
+    return out
