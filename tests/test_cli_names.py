@@ -103,11 +103,15 @@ def test_former_names_as_config_keys(tmp_path, caplog):
         _parse("eval", [f"--config={tmp_path / 'e.yaml'}"])
     (tmp_path / "p.yaml").write_text("path: ckpt\nrepo_id: me/x\ndataset: true\n")
     assert _parse("push", ["--config", str(tmp_path / "p.yaml")]).repo_type == "dataset"
+    (tmp_path / "p.yaml").write_text("path: ckpt\nrepo_id: me/x\ndataset: false\n")
+    assert _parse("push", ["--config", str(tmp_path / "p.yaml")]).repo_type == "model"
     assert _deprecations(caplog) == [
         "thinker4d dift: the --config key `model` is deprecated and will be removed in the next release; use "
         "`model_name_or_path`.",
         "thinker4d dift: the --config key `dataset` is deprecated and will be removed in the next release; use "
         "`dataset_name`.",
+        "thinker4d push: the --config key `dataset` is deprecated and will be removed in the next release; use "
+        "`repo_type: dataset`.",
         "thinker4d push: the --config key `dataset` is deprecated and will be removed in the next release; use "
         "`repo_type: dataset`.",
     ]

@@ -115,6 +115,8 @@ def rename_config_keys(values: dict, verb: str, renamed: dict[str, str] | None) 
             warn_renamed(
                 verb, f"the --config key `{key}`", f"`{new[0]}`" if len(new) == 1 else f"`{new[0]}: {new[1]}`"
             )
+            if len(new) > 1 and not value:  # a former switch set to false: the new flag keeps its default
+                continue
             key, value = new[0], value if len(new) == 1 else new[1]
         out[key] = value
     return out
