@@ -22,11 +22,13 @@ def test_dift_config_both_spellings(tmp_path, spelling):
     from thinker4d.commands import dift
 
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("model: m/x\ndataset: d.jsonl\nlearning_rate: 3.0e-4\nlatent_size: 6\n")
+    cfg.write_text(
+        "model_name_or_path: m/x\ndataset_name: d.jsonl\nlearning_rate: 3.0e-4\nlatent_size: 6\nlora_r: 4\n"
+    )
     flag = ["--config", str(cfg)] if spelling == "space" else [f"--config={cfg}"]
-    script, args = dift._parse([*flag, "--output_dir", str(tmp_path / "o"), "--latent_size", "2"])
-    assert (script.model, script.dataset, args.learning_rate) == ("m/x", "d.jsonl", 3e-4)
-    assert args.latent_size == 2  # flags override the file
+    script, args, model_args = dift._parse([*flag, "--output_dir", str(tmp_path / "o"), "--latent_size", "2"])
+    assert (model_args.model_name_or_path, script.dataset_name, args.learning_rate) == ("m/x", "d.jsonl", 3e-4)
+    assert (args.latent_size, model_args.lora_r) == (2, 4)  # flags override the file
 
 
 @pytest.mark.parametrize("spelling", ["space", "equals"])
@@ -40,8 +42,10 @@ def test_grpo_config_both_spellings(tmp_path, spelling, no_debug_env, capsys):
     )
     flag = ["--config", str(cfg)] if spelling == "space" else [f"--config={cfg}"]
     rest = ["--output_dir", str(tmp_path / "o"), "--use_cpu", "true", "--bf16", "false", "--report_to", "none"]
-    _, script, args = grpo._parse([*flag, *rest, "--num_generations", "2", "--per_device_train_batch_size", "2"])
-    assert (script.dataset_name, args.num_generations) == ("rows.jsonl", 2)
+    _, script, args, model_args = grpo._parse(
+        [*flag, *rest, "--num_generations", "2", "--per_device_train_batch_size", "2"]
+    )
+    assert (script.dataset_name, args.num_generations, model_args.dtype) == ("rows.jsonl", 2, "bfloat16")
     assert os.environ.pop("THINKER4D_TEST_ENV") == "from-config"
     # the model path of the file is the one checked
     assert cli.main(["grpo", *flag, *rest]) == 2
@@ -52,10 +56,17 @@ def test_eval_config(tmp_path, capsys):
     from thinker4d.commands import eval as eval_cmd
 
     cfg = tmp_path / "e.yaml"
-    cfg.write_text("model: m/x\nbenchmark: dsr_bench\nvideo-root: /v\nmax_new_tokens: 64\nbatch_size: 4\n")
+    cfg.write_text(
+        "model_name_or_path: m/x\nbenchmark: dsr_bench\nvideo-root: /v\nmax_new_tokens: 64\nbatch_size: 4\n"
+    )
     for flag in (["--config", str(cfg)], [f"--config={cfg}"]):
         args = eval_cmd._parse([*flag, "--batch-size", "2"])
-        assert (args.model, args.benchmark, args.video_root, args.max_new_tokens) == ("m/x", "dsr_bench", "/v", 64)
+        assert (args.model_name_or_path, args.benchmark, args.video_root, args.max_new_tokens) == (
+            "m/x",
+            "dsr_bench",
+            "/v",
+            64,
+        )
         assert args.batch_size == 2  # flags override the file
     # a whole command from the file: re-score a paper-layout results file
     rows = [{"raw": "<answer>B</answer>", "gt": "B", "subtask_type": "abs_dis"}]
@@ -75,7 +86,7 @@ def test_argparse_verbs_take_config_with_equals(verb):
     import importlib
 
     parser = importlib.import_module(f"thinker4d.commands.{verb}").make_parser()
-    extra = ["--output", "o"] if verb == "synthesize" else []
+    extra = ["--output_dir", "o"] if verb == "synthesize" else []
     assert parser.parse_args(["--config=x.yaml", *extra]).config == "x.yaml"
 
 
@@ -99,9 +110,9 @@ BAD_CONFIGS = {
 }
 # the verb, its other arguments, and a key the unknown-key message must list as allowed
 CONFIG_VERBS = {
-    "quickstart": (["--output", "OUT"], "train_clips"),
+    "quickstart": (["--output_dir", "OUT"], "train_clips"),
     "dift": (["--output_dir", "OUT"], "learning_rate"),
-    "synthesize": (["--output", "OUT"], "world_num_clips"),
+    "synthesize": (["--output_dir", "OUT"], "world_num_clips"),
 }
 
 
@@ -149,13 +160,13 @@ def test_quickstart_config_merges_with_flags_and_refuses_bad_values(tmp_path, mo
     cfg.write_text("train_clips: 16\nsft-steps: 3\nbatch_size: 8\n")
     for flag in (["--config", str(cfg)], [f"--config={cfg}"]):
         with pytest.raises(Stop):
-            cli.main(["quickstart", *flag, "--batch-size", "4", "--output", str(tmp_path / "o")])
+            cli.main(["quickstart", *flag, "--batch-size", "4", "--output_dir", str(tmp_path / "o")])
     assert [(c.train_clips, c.sft_steps, c.batch_size) for c in seen] == [(16, 3, 4)] * 2  # flags override the file
     cfg.write_text("batch_size: 6\nnum_generations: 4\n")
-    assert cli.main(["quickstart", "--config", str(cfg), "--output", str(tmp_path / "o")]) == 2
+    assert cli.main(["quickstart", "--config", str(cfg), "--output_dir", str(tmp_path / "o")]) == 2
     assert "multiple of num_generations" in _one_error(capsys, "quickstart")
     cfg.write_text("train_clips: 16\nsft_step: 3\n")
-    assert cli.main(["quickstart", "--config", str(cfg), "--output", str(tmp_path / "o")]) == 2
+    assert cli.main(["quickstart", "--config", str(cfg), "--output_dir", str(tmp_path / "o")]) == 2
     assert "unknown settings ['sft_step']" in (line := _one_error(capsys, "quickstart"))
     assert "'sft_step': did you mean 'sft_steps'?" in line
 
@@ -185,9 +196,11 @@ def test_read_config_reads_yaml_json_and_empty_files(tmp_path):
 
 def test_user_errors_exit_2_with_one_line(tmp_path, no_debug_env, capsys):
     out = ["--output_dir", str(tmp_path / "o")]
-    assert cli.main(["dift", "--model", "/nonexistent", "--dataset", "d.jsonl", *out]) == 2
+    assert cli.main(["dift", "--model_name_or_path", "/nonexistent", "--dataset_name", "d.jsonl", *out]) == 2
     line = _one_error(capsys, "dift")
-    assert "--model /nonexistent: the local path does not exist; pass an existing checkpoint folder" in line
+    assert (
+        "--model_name_or_path /nonexistent: the local path does not exist; pass an existing checkpoint folder" in line
+    )
     assert "repo" not in line.lower()  # not Hugging Face's "Repo id must be ..." message
 
     assert cli.main(["dift", "--config", str(tmp_path / "missing.yaml"), *out]) == 2
@@ -198,31 +211,53 @@ def test_user_errors_exit_2_with_one_line(tmp_path, no_debug_env, capsys):
     assert "must hold a YAML mapping of `thinker4d grpo` flags" in _one_error(capsys, "grpo")
 
     # a value the config's __post_init__ refuses
-    assert cli.main(["dift", "--model", "m/x", "--dataset", "d", *out, "--imagery_pooling", "max"]) == 2
+    assert (
+        cli.main(["dift", "--model_name_or_path", "m/x", "--dataset_name", "d", *out, "--imagery_pooling", "max"]) == 2
+    )
     assert "imagery_pooling" in _one_error(capsys, "dift")
 
     (tmp_path / "m").mkdir()
-    assert cli.main(["dift", "--model", str(tmp_path / "m"), "--dataset", str(tmp_path / "no.jsonl"), *out]) == 2
-    assert f"--dataset {tmp_path / 'no.jsonl'}: the local path does not exist" in _one_error(capsys, "dift")
+    assert (
+        cli.main(
+            ["dift", "--model_name_or_path", str(tmp_path / "m"), "--dataset_name", str(tmp_path / "no.jsonl"), *out]
+        )
+        == 2
+    )
+    assert f"--dataset_name {tmp_path / 'no.jsonl'}: the local path does not exist" in _one_error(capsys, "dift")
 
-    args = ["--benchmark", "dsr_bench", "--data", str(tmp_path), "--output", str(tmp_path / "r")]
-    assert cli.main(["eval", "--model", "./nope", *args]) == 2
-    assert "--model ./nope: the local path does not exist" in _one_error(capsys, "eval")
-    assert cli.main(["eval", "--model", str(tmp_path / "m"), *args[:1], "mmlu", *args[2:]]) == 2
+    args = ["--benchmark", "dsr_bench", "--dataset_name", str(tmp_path), "--output_dir", str(tmp_path / "r")]
+    assert cli.main(["eval", "--model_name_or_path", "./nope", *args]) == 2
+    assert "--model_name_or_path ./nope: the local path does not exist" in _one_error(capsys, "eval")
+    assert cli.main(["eval", "--model_name_or_path", str(tmp_path / "m"), *args[:1], "mmlu", *args[2:]]) == 2
     assert "Unknown benchmark 'mmlu'" in _one_error(capsys, "eval")
-    assert cli.main(["eval", "--model", str(tmp_path / "m"), *args]) == 2
+    assert cli.main(["eval", "--model_name_or_path", str(tmp_path / "m"), *args]) == 2
     assert "benchmark.parquet not found" in _one_error(capsys, "eval")
 
 
 def test_debug_prints_the_traceback(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("THINKER4D_DEBUG", raising=False)
-    argv = ["--model", "/nonexistent", "--dataset", "d.jsonl", "--output_dir", str(tmp_path / "o")]
+    argv = ["--model_name_or_path", "/nonexistent", "--dataset_name", "d.jsonl", "--output_dir", str(tmp_path / "o")]
     for command in (["--debug", "dift", *argv], ["dift", *argv, "--debug"], ["dift", "--debug", *argv]):
         assert cli.main(command) == 2
         err = capsys.readouterr().err
         assert "Traceback" in err and "UserFileNotFoundError" in err and "the local path does not exist" in err
     monkeypatch.setenv("THINKER4D_DEBUG", "1")
-    assert cli.main(["eval", "--model", "/nonexistent", "--benchmark", "x", "--data", "d", "--output", "o"]) == 2
+    assert (
+        cli.main(
+            [
+                "eval",
+                "--model_name_or_path",
+                "/nonexistent",
+                "--benchmark",
+                "x",
+                "--dataset_name",
+                "d",
+                "--output_dir",
+                "o",
+            ]
+        )
+        == 2
+    )
     assert "Traceback" in capsys.readouterr().err
 
 
@@ -254,10 +289,22 @@ def test_bugs_keep_their_traceback(monkeypatch, no_debug_env):
 
 def test_console_entry_point_exit_status(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "THINKER4D_DEBUG"}
-    args = ["eval", "--model", "/nonexistent", "--benchmark", "dsr_bench", "--data", "d", "--output", "o"]
+    args = [
+        "eval",
+        "--model_name_or_path",
+        "/nonexistent",
+        "--benchmark",
+        "dsr_bench",
+        "--dataset_name",
+        "d",
+        "--output_dir",
+        "o",
+    ]
     proc = subprocess.run([sys.executable, "-m", "thinker4d.cli", *args], capture_output=True, text=True, env=env)
     assert proc.returncode == 2
-    assert proc.stderr.startswith("thinker4d eval: error: --model /nonexistent: the local path does not exist")
+    assert proc.stderr.startswith(
+        "thinker4d eval: error: --model_name_or_path /nonexistent: the local path does not exist"
+    )
     assert "Traceback" not in proc.stderr
 
 
@@ -287,11 +334,19 @@ def test_help_lists_the_verbs_without_importing_them_or_torch():
 @pytest.mark.parametrize(
     "verb, own, inherited",
     [
-        ("dift", ["--model", "--latent_size", "--mode"], {"Trainer options": "--learning_rate"}),
+        (
+            "dift",
+            ["--dataset_name", "--latent_size", "--mode"],
+            {"Model and LoRA options": "--lora_r", "Trainer options": "--learning_rate"},
+        ),
         (
             "grpo",
-            ["--model_name_or_path", "--max_imagery_blocks"],
-            {"GRPO options": "--num_generations", "Trainer options": "--learning_rate"},
+            ["--dataset_name", "--max_imagery_blocks"],
+            {
+                "Model and LoRA options": "--use_peft",
+                "GRPO options": "--num_generations",
+                "Trainer options": "--learning_rate",
+            },
         ),
     ],
 )

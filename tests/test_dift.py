@@ -678,9 +678,9 @@ def test_cli_trains_lora_from_saved_dataset(tmp_path):
     (tmp_path / "cfg.yaml").write_text("max_steps: 1\nlogging_steps: 1\n")
     rc = main(
         [
-            "--model",
+            "--model_name_or_path",
             str(tmp_path / "base"),
-            "--dataset",
+            "--dataset_name",
             str(tmp_path / "data"),
             "--output_dir",
             str(tmp_path / "out"),
@@ -720,7 +720,7 @@ def _cli_base(tmp_path):
     processor.save_pretrained(tmp_path / "base")
     make_dataset(n=4).save_to_disk(str(tmp_path / "data"))
     return [
-        "--model", str(tmp_path / "base"), "--dataset", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"),
+        "--model_name_or_path", str(tmp_path / "base"), "--dataset_name", str(tmp_path / "data"), "--output_dir", str(tmp_path / "out"),
         "--per_device_train_batch_size", "1", "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", "1",
         "--activation_checkpointing", "false", "--use_cpu", "--report_to", "none", "--disable_tqdm", "true",
     ]  # fmt: skip

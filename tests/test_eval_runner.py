@@ -273,7 +273,15 @@ def test_thinker4d_model_and_cli(bench, tmp_path, capsys):
     model, processor = thinker4d.from_base(build_tiny_model("qwen3_vl", processor), processor, latent_size=2)
     model.save_pretrained(tmp_path / "ckpt")
     processor.save_pretrained(tmp_path / "ckpt")
-    args = ["--model", str(tmp_path / "ckpt"), "--benchmark", "dsr_bench", "--data", str(bench), "--output"]
+    args = [
+        "--model_name_or_path",
+        str(tmp_path / "ckpt"),
+        "--benchmark",
+        "dsr_bench",
+        "--dataset_name",
+        str(bench),
+        "--output_dir",
+    ]
     args += [str(tmp_path / "run"), "--max-new-tokens", "5", "--batch-size", "3", "--cache-dir", str(tmp_path / "c")]
     assert main(args + ["--plot", str(tmp_path / "p.png")]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
@@ -283,5 +291,5 @@ def test_thinker4d_model_and_cli(bench, tmp_path, capsys):
     assert "Abs Dis" in out and "errors (counted wrong)" in out
     assert main(["--compare", str(tmp_path / "run"), str(tmp_path / "run")]) == 0
     with pytest.raises(SystemExit):
-        main(["--model", "x"])
-    assert "missing --benchmark, --data, --output" in capsys.readouterr().err
+        main(["--model_name_or_path", "x"])
+    assert "missing --benchmark, --dataset_name, --output_dir" in capsys.readouterr().err

@@ -1,6 +1,8 @@
 """LatentGRPOTrainer: training smoke on both backbones, on-policy log-probs through imagery blocks, the loss mask,
 config validation and bad rows."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -545,6 +547,33 @@ def _grpo_cli_inputs(tmp_path):
         "--save_strategy", "steps", "--save_steps", "2", "--report_to", "none", "--use_cpu", "true", "--bf16", "false",
         "--seed", "0", "--disable_tqdm", "true",
     ]  # fmt: skip
+
+
+def test_cli_trains_lora_adapters(tmp_path, monkeypatch):
+    """`thinker4d grpo --use_peft` (trl's `ModelConfig` flags, `get_peft_config`) trains LoRA adapters only."""
+    pytest.importorskip("peft")
+    import thinker4d.trainers.latent_grpo_trainer as lgt
+    from thinker4d.commands.grpo import main
+
+    monkeypatch.setattr(lgt, "accuracy_reward", length_reward)  # varied rewards, so the adapters get gradients
+    seen = {}
+    original_train = LatentGRPOTrainer.train
+
+    def train(self, *args, **kwargs):
+        before = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+        out = original_train(self, *args, **kwargs)
+        after = dict(self.model.named_parameters())
+        seen.update(trainable=sorted(before), changed=[n for n in before if not torch.equal(before[n], after[n])])
+        return out
+
+    monkeypatch.setattr(LatentGRPOTrainer, "train", train)
+    lora = ["--use_peft", "--lora_r", "4", "--lora_target_modules", "q_proj", "v_proj"]
+    out = tmp_path / "out"
+    argv = [*_grpo_cli_inputs(tmp_path), "--output_dir", str(out), "--max_steps", "2", "--save_strategy", "no"]
+    assert main([*argv, *lora]) == 0
+    assert seen["trainable"] and all("lora_" in n for n in seen["trainable"])
+    assert seen["changed"] == seen["trainable"]
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 4
 
 
 def test_cli_resume_continues_the_run(tmp_path, monkeypatch):

@@ -44,7 +44,7 @@ def test_converter_bad_rows(change, message):
 def test_paper_recipe_parses():
     from thinker4d.commands.grpo import make_parser
 
-    script, args = make_parser().parse_args_and_config(
+    script, args, model_args = make_parser().parse_args_and_config(
         args=[
             "--config",
             "examples/recipes/Qwen2.5-VL-3B/grpo/config_paper.yaml",
@@ -60,4 +60,4 @@ def test_paper_recipe_parses():
     )
     assert (args.learning_rate, args.num_generations, args.beta) == (1e-6, 8, 0.01)
     assert (args.temperature, args.top_p, args.reward_weights) == (1.0, 0.9, [1.0, 0.2])
-    assert script.model_name_or_path == "out/dift-3b"
+    assert model_args.model_name_or_path == "out/dift-3b"

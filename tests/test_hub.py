@@ -238,6 +238,56 @@ def test_round_trip_without_thinker4d(saved, tmp_path):
     assert "imagery blocks:" in proc.stdout
 
 
+TOKENIZER_SCRIPT = """
+import contextlib, io, json, sys
+if sys.argv[2] == "without":
+    sys.modules["thinker4d"] = None  # thinker4d cannot be imported in this process
+else:
+    import thinker4d.models  # noqa: F401 -- registers the thinker4d classes
+from transformers import AutoProcessor, AutoTokenizer
+
+report = {}
+for name, kwargs in [("false", {"trust_remote_code": False}), ("unset", {})]:
+    if sys.argv[2] == "without" or name == "unset":
+        for loader in (AutoTokenizer, AutoProcessor):
+            shown = io.StringIO()
+            with contextlib.redirect_stdout(shown):  # input() writes its prompt to stdout when stdin is not a tty
+                loaded = loader.from_pretrained(sys.argv[1], **kwargs)
+            report[f"{loader.__name__}/{name}"] = [type(loaded).__module__, "[y/N]" in shown.getvalue()]
+print("REPORT " + json.dumps(report))
+"""
+
+
+@pytest.mark.parametrize("thinker4d_importable", [False, True], ids=["without_thinker4d", "with_thinker4d"])
+def test_stock_tokenizer_and_processor_load_without_a_prompt(saved, tmp_path, thinker4d_importable):
+    """The tokenizer and processor of a saved folder are stock transformers classes. They load without remote code
+    and without transformers' "run the custom code? [y/N]" prompt (stdin closed, so a prompt would end at once) when
+    `trust_remote_code=False` is passed or thinker4d's classes are registered; left unset in a process without
+    thinker4d, transformers asks (config.json's `auto_map["AutoConfig"]`, which `AutoModelForImageTextToText` needs),
+    as docs/hub.md says."""
+    _, _, folder = saved
+    (tmp_path / "load.py").write_text(TOKENIZER_SCRIPT)
+    env = dict(os.environ, HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    mode = "with" if thinker4d_importable else "without"
+    proc = subprocess.run(
+        [sys.executable, str(tmp_path / "load.py"), str(folder), mode],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.split("REPORT ", 1)[1])
+    assert all(module.startswith("transformers.models.") for module, _ in report.values()), report
+    assert not (tmp_path / "modules").exists()  # no remote code was fetched or run
+    prompted = {key for key, (_, asked) in report.items() if asked}
+    if thinker4d_importable:
+        assert set(report) == {"AutoTokenizer/unset", "AutoProcessor/unset"} and prompted == set()
+    else:
+        assert prompted == {"AutoTokenizer/unset", "AutoProcessor/unset"}, report
+
+
 def test_model_card(saved):
     model, _, folder = saved
     card = ModelCard.load(folder / "README.md")

@@ -201,7 +201,7 @@ def dataset_dir(tmp_path):
 
 def test_push_dataset_dry_run_equals_upload(dataset_dir, tmp_path, fake_api, secrets, caplog, capsys):
     caplog.set_level(logging.DEBUG)
-    common = [str(dataset_dir), "--dataset", "--repo-id", "me/4d-cot", "--license", "cc-by-nc-sa-4.0"]
+    common = [str(dataset_dir), "--repo-type", "dataset", "--repo-id", "me/4d-cot", "--license", "cc-by-nc-sa-4.0"]
     assert push.main([*common, "--dry-run", str(tmp_path / "preview")]) == 0
     assert push.main(common) == 0
     preview = _tree(tmp_path / "preview")
@@ -271,7 +271,10 @@ def test_push_synthesis_folder_stages_exactly_the_rows_load_dataset_returns(synt
     want = source["train"]["id"]
     assert len(want) == len(set(want)) > 0
     preview = tmp_path / "preview"
-    assert push.main([str(synthesis_dir), "--dataset", "--repo-id", "me/cot", "--dry-run", str(preview)]) == 0
+    assert (
+        push.main([str(synthesis_dir), "--repo-type", "dataset", "--repo-id", "me/cot", "--dry-run", str(preview)])
+        == 0
+    )
     staged = _staged_ids(preview)
     assert len(staged) == len(want) and sorted(staged) == sorted(want)
     again = datasets.load_dataset(str(preview), cache_dir=str(tmp_path / "hf_cache2"))
@@ -312,7 +315,7 @@ def test_synthesis_card_and_push_license_follow_the_sources(synthesis_dir, tmp_p
 
 
 def test_synthesis_card_and_pushed_card_are_one_rendering(synthesis_dir, tmp_path):
-    """`thinker4d synthesize` and `thinker4d push --dataset` write the same card body for the same folder: one renderer,
+    """`thinker4d synthesize` and `thinker4d push --repo-type dataset` write the same card body for the same folder: one renderer,
     one description of the columns."""
     from thinker4d.data.writer import CARD_TITLE, COLUMN_DESCRIPTIONS
 
@@ -338,7 +341,9 @@ def test_push_refuses_an_unfinished_synthesis(synthesis_dir, tmp_path, fake_api)
     shutil.copytree(synthesis_dir, unfinished)
     (unfinished / "COMPLETE").unlink()
     with pytest.raises(RuntimeError, match=r"unfinished thinker4d synthesis .*no COMPLETE marker.*--resume"):
-        push.main([str(unfinished), "--dataset", "--repo-id", "me/cot", "--dry-run", str(tmp_path / "p1")])
+        push.main(
+            [str(unfinished), "--repo-type", "dataset", "--repo-id", "me/cot", "--dry-run", str(tmp_path / "p1")]
+        )
     with pytest.raises(RuntimeError, match=r"not a finished synthesis \(no COMPLETE marker\).*--resume"):
         push_dataset(unfinished, "me/cot")
     assert fake_api.calls == []
@@ -347,7 +352,7 @@ def test_push_refuses_an_unfinished_synthesis(synthesis_dir, tmp_path, fake_api)
     shutil.copytree(synthesis_dir, changed)
     (changed / "COMPLETE").write_text(json.dumps({"rows": 10_000, "shards": []}))
     with pytest.raises(RuntimeError, match=r"COMPLETE records 10000 rows but its data files hold \d+.*--resume"):
-        push.main([str(changed), "--dataset", "--repo-id", "me/cot", "--dry-run", str(tmp_path / "p2")])
+        push.main([str(changed), "--repo-type", "dataset", "--repo-id", "me/cot", "--dry-run", str(tmp_path / "p2")])
 
 
 # ------------------------------------------------------------------------------------------------ cards from records

@@ -191,7 +191,14 @@ def eval_setup(tmp_path):
     model, processor = thinker4d.from_base(build_tiny_model("qwen2_5_vl", processor), processor, latent_size=2)
     model.save_pretrained(tmp_path / "model")
     processor.save_pretrained(tmp_path / "model")
-    args = ["--model", str(tmp_path / "model"), "--benchmark", "dsr_bench", "--data", str(root / "benchmark.parquet")]
+    args = [
+        "--model_name_or_path",
+        str(tmp_path / "model"),
+        "--benchmark",
+        "dsr_bench",
+        "--dataset_name",
+        str(root / "benchmark.parquet"),
+    ]
     args += ["--batch-size", "1", "--max-new-tokens", "12", "--max-frames", "4", "--dtype", "float32"]
     return args, len(rows)
 
@@ -224,11 +231,11 @@ def test_eval_sharded_over_two_processes_resumes_after_a_killed_rank(tmp_path, e
     from thinker4d.eval.metrics import read_results
 
     args, n = eval_setup
-    assert eval_main([*args, "--output", str(tmp_path / "one")]) == 0
+    assert eval_main([*args, "--output_dir", str(tmp_path / "one")]) == 0
     one = read_results(tmp_path / "one" / "results.jsonl")
 
     out = tmp_path / "two"
-    cmd = _launch_cmd("-m", "thinker4d.commands.eval", *args, "--output", str(out))
+    cmd = _launch_cmd("-m", "thinker4d.commands.eval", *args, "--output_dir", str(out))
     launcher = start(cmd)
     try:
         done_when_killed = _kill_rank(launcher, 1, out)
@@ -238,7 +245,7 @@ def test_eval_sharded_over_two_processes_resumes_after_a_killed_rank(tmp_path, e
     assert not (out / "summary.json").exists() and not (out / "results.jsonl").exists()
     assert 0 < done_when_killed < n // 2, "rank 1 was not killed mid-way; nothing was left to resume"
 
-    launch("-m", "thinker4d.commands.eval", *args, "--output", str(out))  # the same command resumes
+    launch("-m", "thinker4d.commands.eval", *args, "--output_dir", str(out))  # the same command resumes
     two = read_results(out / "results.jsonl")
     # the contiguous shards of split_between_processes, without padding: every question exactly once, in one part
     first, second = _part_keys(out, 0), _part_keys(out, 1)
@@ -274,7 +281,7 @@ def test_synthesis_two_shard_processes_merge_to_the_unsharded_run(tmp_path):
                 "2",
                 "--shard-index",
                 str(i),
-                "--output",
+                "--output_dir",
                 str(tmp_path / f"s{i}"),
                 "--no-progress",
             ]
@@ -284,8 +291,8 @@ def test_synthesis_two_shard_processes_merge_to_the_unsharded_run(tmp_path):
     for p in procs:
         err = finish(p)
         assert p.returncode == 0, err[-4000:]
-    assert synth_main([*common, "--output", str(tmp_path / "one"), "--no-progress"]) == 0
-    assert synth_main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--output", str(tmp_path / "m")]) == 0
+    assert synth_main([*common, "--output_dir", str(tmp_path / "one"), "--no-progress"]) == 0
+    assert synth_main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--output_dir", str(tmp_path / "m")]) == 0
 
     shard_ids = [{r["id"] for r in _rows(tmp_path / f"s{i}")} for i in range(2)]
     assert all(shard_ids) and not shard_ids[0] & shard_ids[1]  # both shards did work, none twice

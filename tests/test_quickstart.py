@@ -208,7 +208,7 @@ def test_ctrl_c_inside_a_finalizer_is_raised_again_outside_it(monkeypatch):
 
 def test_quickstart_ctrl_c_then_rerun_reuses_stages(tmp_path):
     out = tmp_path / "qs"
-    args = [sys.executable, "-m", "thinker4d.cli", "quickstart", "--output", str(out)]
+    args = [sys.executable, "-m", "thinker4d.cli", "quickstart", "--output_dir", str(out)]
     for key, value in TOY.items():
         args += ["--" + key.replace("_", "-")] + ([str(v) for v in value] if isinstance(value, list) else [str(value)])
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")

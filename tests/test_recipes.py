@@ -37,20 +37,20 @@ def _method(path: Path) -> str:
 
 
 def parse_recipe(path: Path | str, *flags: str):
-    """`(script_args, config)` exactly as `thinker4d <verb> --config path [flags]` builds them."""
+    """`(script_args, config, model_args)` exactly as `thinker4d <verb> --config path [flags]` builds them."""
     path = Path(path)
     argv = ["--config", str(path), *flags, *CPU]
     if _method(path) == "dift":
         from thinker4d.commands import dift
 
         out = dift._parse(argv)
-        if len(out) != 2:  # HfArgumentParser returns the keys no dataclass took as an extra Namespace
+        if len(out) != 3:  # HfArgumentParser returns the keys no dataclass took as an extra Namespace
             raise ValueError(f"{path}: keys that are not `thinker4d dift` options: {sorted(vars(out[-1]))}")
         return out
     if _method(path) == "grpo":
         from thinker4d.commands import grpo
 
-        return grpo.make_parser().parse_args_and_config(argv)
+        return grpo._parse(argv)[1:]
     raise ValueError(f"{path}: the folder above a recipe names its verb ('dift' or 'grpo'), got {_method(path)!r}.")
 
 
@@ -110,13 +110,13 @@ def test_recipe_builds_config_objects(path):
     from thinker4d.trainers import DIFTConfig
     from thinker4d.trainers.latent_grpo_config import LatentGRPOConfig
 
-    script, args = parse_recipe(path)
+    script, args, model_args = parse_recipe(path)
     assert isinstance(args, DIFTConfig if _method(path) == "dift" else LatentGRPOConfig)
     assert args.bf16 is True and args.gradient_checkpointing is True
     # every key reached its dataclass field unchanged
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     for key, value in raw.items():
-        target = script if hasattr(script, key) else args
+        target = next(t for t in (script, model_args, args) if hasattr(t, key))
         got = _plain(getattr(target, key))
         if key == "report_to":
             value = [value]
@@ -137,13 +137,12 @@ def test_recipe_header_launch_command(path, monkeypatch):
         from thinker4d.commands import dift
 
         out = dift._parse([*rest, *CPU])
-        assert len(out) == 2
-        model = out[0].model
+        assert len(out) == 3
+        model = out[2].model_name_or_path
     else:
         from thinker4d.commands import grpo
 
-        script, _ = grpo.make_parser().parse_args_and_config([*rest, *CPU])
-        model = script.model_name_or_path
+        model = grpo._parse([*rest, *CPU])[3].model_name_or_path
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert accel.mixed_precision == ("bf16" if raw.get("bf16") else "no")
     if (accel.deepspeed_config or {}).get("zero3_init_flag") and verb == "dift":
@@ -166,8 +165,8 @@ def test_module_invocation_runs(monkeypatch, capsys):
 
 def test_paper_hparams_3b_dift():
     path = RECIPE_DIR / "Qwen2.5-VL-3B" / "dift" / "config_paper.yaml"
-    script, args = parse_recipe(path)
-    assert script.model == "Qwen/Qwen2.5-VL-3B-Instruct" and not script.use_peft
+    _, args, model_args = parse_recipe(path)
+    assert model_args.model_name_or_path == "Qwen/Qwen2.5-VL-3B-Instruct" and not model_args.use_peft
     assert args.mode == "dift" and args.latent_size == 4 and args.imagery_pooling == "raster"
     assert (args.ce_weight, args.imagery_weight) == (0.1, 1.0)
     assert args.learning_rate == 1e-5 and args.num_train_epochs == 1 and args.max_steps == -1
@@ -182,7 +181,7 @@ def test_paper_hparams_3b_dift():
 
 def test_paper_hparams_3b_grpo():
     path = RECIPE_DIR / "Qwen2.5-VL-3B" / "grpo" / "config_paper.yaml"
-    _, args = parse_recipe(path)
+    _, args, _ = parse_recipe(path)
     assert args.learning_rate == 1e-6 and args.num_train_epochs == 1
     assert args.num_generations == 8 and args.beta == 0.01
     assert args.temperature == 1.0 and args.top_p == 0.9
@@ -199,7 +198,7 @@ def test_paper_hparams_3b_grpo():
 @pytest.mark.parametrize("model", sorted(MODELS - {"Qwen2.5-VL-3B"}))
 def test_larger_models_keep_paper_rl_batch(model):
     path = RECIPE_DIR / model / "grpo" / "config_full.yaml"
-    _, args = parse_recipe(path)
+    _, args, _ = parse_recipe(path)
     launch, _ = parse_launch(launch_command(path))
     completions = args.per_device_train_batch_size * args.gradient_accumulation_steps * launch.num_processes
     assert completions == 1024 and args.per_device_train_batch_size % 8 == 0
@@ -221,10 +220,12 @@ def test_dift_ablation_is_one_field(variant, field, value):
     ablation = yaml.safe_load((folder / f"config_{variant}.yaml").read_text(encoding="utf-8"))
     changed = {k for k in paper.keys() | ablation.keys() if paper.get(k) != ablation.get(k)}
     assert changed == {field, "output_dir"}
-    _, args = parse_recipe(folder / f"config_{variant}.yaml")
+    _, args, _ = parse_recipe(folder / f"config_{variant}.yaml")
     assert getattr(args, field) == value
     # the documented one-flag override of the paper recipe gives the same config
-    _, flagged = parse_recipe(folder / "config_paper.yaml", f"--{field}", str(value), "--output_dir", args.output_dir)
+    _, flagged, _ = parse_recipe(
+        folder / "config_paper.yaml", f"--{field}", str(value), "--output_dir", args.output_dir
+    )
     assert flagged.to_dict() == args.to_dict()
 
 

@@ -393,7 +393,9 @@ def test_all_rejected_run_fails_without_complete_and_resume_retries_transient_re
             run_synthesis(cfg, out, progress=False)
         assert not writer.is_complete(out) and not (out / "data").exists()
         (tmp_path / "c.yaml").write_text(json.dumps({**cfg.to_dict(), "gemini_max_retries": 0}))
-        assert main(["--config", str(tmp_path / "c.yaml"), "--output", str(tmp_path / "cli"), "--no-progress"]) == 1
+        assert (
+            main(["--config", str(tmp_path / "c.yaml"), "--output_dir", str(tmp_path / "cli"), "--no-progress"]) == 1
+        )
         assert not writer.is_complete(tmp_path / "cli")
         # the endpoint comes back, except that box questions still time out: resume retries the transient rejections
         srv.failure_rate, srv.responder = 0.0, no_box_answers
@@ -879,7 +881,7 @@ def test_invalid_settings_are_listed_in_one_error_before_anything_is_written(tmp
         assert f"  - {line}" in msg, line
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exc:
-        main(["--config", str(bad), "--output", str(out)])
+        main(["--config", str(bad), "--output_dir", str(out)])
     assert exc.value.code == 2 and "world_size must be" in capsys.readouterr().err and not out.exists()
     with pytest.raises(ValueError, match="object_motion_state needs clips of >= 5 frames, but the world clips have 4"):
         SynthesisConfig(world_num_clips=2, world_num_frames=4, tasks=["camera_motion", "object_motion_state"])
@@ -956,7 +958,7 @@ def test_cli_synthesize_and_merge(tmp_path, capsys):
                 [
                     "--config",
                     str(cfg),
-                    "--output",
+                    "--output_dir",
                     str(tmp_path / f"s{i}"),
                     "--num-shards",
                     "2",
@@ -967,13 +969,22 @@ def test_cli_synthesize_and_merge(tmp_path, capsys):
             )
             == 0
         )
-    assert main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--output", str(tmp_path / "m")]) == 0
+    assert main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--output_dir", str(tmp_path / "m")]) == 0
     assert writer.is_complete(tmp_path / "m") and '"kept"' in capsys.readouterr().out
-    assert main(["--config", str(cfg), "--output", str(tmp_path / "p"), "--num-proc", "2", "--no-progress"]) == 0
+    assert main(["--config", str(cfg), "--output_dir", str(tmp_path / "p"), "--num-proc", "2", "--no-progress"]) == 0
     assert '"num_proc": 2' in capsys.readouterr().out and _rows(tmp_path / "p") == _rows(tmp_path / "m")
     assert (
         main(
-            ["--config", str(cfg), "--output", str(tmp_path / "s0"), "--resume", "--num-shards", "2", "--no-progress"]
+            [
+                "--config",
+                str(cfg),
+                "--output_dir",
+                str(tmp_path / "s0"),
+                "--resume",
+                "--num-shards",
+                "2",
+                "--no-progress",
+            ]
         )
         == 0
     )

@@ -502,7 +502,10 @@ def test_build_synthdsr_writes_loadable_balanced_held_out_rows(tmp_path):
 def test_cli_world_renders_clips(tmp_path):
     from thinker4d.commands.world import main
 
-    assert main(["--out", str(tmp_path), "--num-clips", "2", "--size", "32", "--num-frames", "4", "--questions"]) == 0
+    assert (
+        main(["--output_dir", str(tmp_path), "--num-clips", "2", "--size", "32", "--num-frames", "4", "--questions"])
+        == 0
+    )
     folders = sorted(p for p in tmp_path.iterdir() if p.is_dir())
     assert [p.name for p in folders] == ["world-0000000", "world-0000001"]
     clip = load_clip(folders[1])
@@ -558,7 +561,7 @@ def test_synthdsr_refuses_tasks_the_clips_cannot_support_before_rendering(tmp_pa
         build_synthdsr(tmp_path / "sd", num_questions=400, size=32, num_frames=4, progress=False)
     assert rendered == [] and not (tmp_path / "sd").exists()
     with pytest.raises(SystemExit) as exc:
-        main(["--out", str(tmp_path / "cli"), "--num-questions", "400", "--size", "32", "--num-frames", "4"])
+        main(["--output_dir", str(tmp_path / "cli"), "--num-questions", "400", "--size", "32", "--num-frames", "4"])
     assert exc.value.code == 2
     # the generator's own threshold: below it no clip has the question, at it the clips do
     short = [render_clip(s, num_frames=need - 1, size=64) for s in range(10)]

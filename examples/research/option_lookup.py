@@ -11,7 +11,7 @@ scan, "It says Tilt Up. A. Pan Left? No. B. Tilt Up? Yes = B.") only the generat
 forcing hands the model the scan, after which the letter is a copy.
 
 ```bash
-thinker4d quickstart --output qs                      # once: its init/model holds the tokenizer used here
+thinker4d quickstart --output_dir qs                      # once: its init/model holds the tokenizer used here
 python examples/research/option_lookup.py --tokenizer qs/init/model --answer full --seed 0
 ```
 

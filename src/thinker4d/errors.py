@@ -14,7 +14,7 @@ class UserError(Exception):
 
     ```python
     >>> from thinker4d.errors import UserError
-    >>> raise UserError("--model /nope: the local path does not exist.")  # doctest: +SKIP
+    >>> raise UserError("--model_name_or_path /nope: the local path does not exist.")  # doctest: +SKIP
     ```
     """
 

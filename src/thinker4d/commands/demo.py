@@ -2,7 +2,8 @@
 
 It shows the mechanism, not a trained skill: the model has random weights, so a logits bias makes it open imagery
 blocks at a few steps. Inside each block the model feeds its own hidden state back K times; the printout marks the
-blocks and reports the norms of the fed-back latents.
+blocks and reports the norms of the fed-back latents. `--config FILE` (or `--config=FILE`) is a YAML file whose keys
+are these flags; flags override it. Every flag takes `_` or `-` alike.
 """
 
 from __future__ import annotations
@@ -11,21 +12,31 @@ import argparse
 
 import numpy as np
 
+from .options import accept_both_spellings, add_config_option, parse_verb_args
+
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="thinker4d demo", description=__doc__, epilog="example: thinker4d demo --backbone qwen3_vl"
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="thinker4d demo",
+        description=__doc__,
+        epilog="example: thinker4d demo --backbone qwen3_vl",
     )
+    add_config_option(parser)
     parser.add_argument("--backbone", default="qwen2_5_vl", choices=["qwen2_5_vl", "qwen3_vl"])
     parser.add_argument("--latent-size", type=int, default=4, help="K, latent slots per imagery block")
     parser.add_argument("--max-new-tokens", type=int, default=40)
     parser.add_argument("--imagery-at", type=int, nargs="*", default=[2, 18], help="generated steps that open a block")
     parser.add_argument("--seed", type=int, default=0)
-    return parser
+    return accept_both_spellings(parser)
+
+
+def _parse(argv: list[str] | None):
+    return parse_verb_args(make_parser(), argv, "demo")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    args = _parse(argv)
     import torch
     from transformers import LogitsProcessor, LogitsProcessorList
 

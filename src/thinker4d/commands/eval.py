@@ -3,19 +3,23 @@
 Examples:
 
 ```bash
-thinker4d eval --model out/4drl --benchmark dsr_bench --data DSR_Suite-Data/benchmark.parquet \\
-    --video-root raw_data/DSR-data/bmk_video --output runs/4drl-dsr
-accelerate launch -m thinker4d.commands.eval --model out/4drl --benchmark dsr_bench --data ... --output ...
+thinker4d eval --model_name_or_path out/4drl --benchmark dsr_bench \\
+    --dataset_name DSR_Suite-Data/benchmark.parquet --video-root raw_data/DSR-data/bmk_video --output_dir runs/4drl-dsr
+accelerate launch -m thinker4d.commands.eval --model_name_or_path out/4drl --benchmark dsr_bench ... --output_dir ...
 thinker4d eval --compare runs/dift-dsr runs/4drl-dsr --plot runs/compare.png
-thinker4d eval --model out/dift ... --output runs/dift-blind --blind                  # controls: text alone,
-thinker4d eval --model out/dift ... --output runs/dift-zero --latent-intervention zero  # imagery replaced
-thinker4d eval --model out/dift ... --output runs/dift-mean --latent-intervention mean --latent-mean runs/dift
-thinker4d eval --compare runs/dift runs/dift-blind runs/dift-zero runs/dift-mean      # + differences to the first, 95% CI
+# controls: text alone, imagery replaced by zeros or by the calibration mean
+thinker4d eval --model_name_or_path out/dift ... --output_dir runs/dift-blind --blind
+thinker4d eval --model_name_or_path out/dift ... --output_dir runs/dift-zero --latent-intervention zero
+thinker4d eval --model_name_or_path out/dift ... --output_dir runs/dift-mean --latent-intervention mean \\
+    --latent-mean runs/dift
+thinker4d eval --compare runs/dift runs/dift-blind runs/dift-zero runs/dift-mean  # + differences to the first, 95% CI
 thinker4d eval --rescore-paper dsr_eval_20260428_115155.jsonl
-thinker4d eval --config eval_dsr.yaml --model out/dift      # YAML keys are the flags (video_root or video-root)
+thinker4d eval --config eval_dsr.yaml --model_name_or_path out/dift  # YAML keys: the flags (video_root or video-root)
 ```
 
-`--config FILE` (or `--config=FILE`) supplies defaults that flags on the command line override.
+`--config FILE` (or `--config=FILE`) supplies defaults that flags on the command line override. Every flag takes `_`
+or `-` alike (`--video_root`, `--video-root`). The former `--model`, `--data`, `--output` and `--split` still work,
+with a deprecation warning.
 """
 
 from __future__ import annotations
@@ -25,21 +29,24 @@ import json
 import logging
 import sys
 
+from .options import accept_both_spellings, add_config_option, parse_verb_args
+
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="thinker4d eval",
         description="Evaluate a model on DSR-Bench, SynthDSR, Dyn-Bench or VLM4D; compare or re-score result files.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example: thinker4d eval --model out/dift --benchmark synthdsr --data synthdsr --output results/dift",
+        epilog="example: thinker4d eval --model_name_or_path out/dift --benchmark synthdsr --dataset_name synthdsr "
+        "--output_dir results/dift",
     )
-    p.add_argument("--config", metavar="YAML", help="YAML file whose keys are these flags; flags override it")
-    p.add_argument("--model", help="checkpoint folder or Hub id (thinker4d or stock transformers VLM)")
+    add_config_option(p)
+    p.add_argument("--model_name_or_path", help="checkpoint folder or Hub id (thinker4d or stock transformers VLM)")
     p.add_argument("--benchmark", help="dsr_bench, synthdsr, dyn_bench or vlm4d")
-    p.add_argument("--data", help="local benchmark path or Hub dataset id")
-    p.add_argument("--output", help="results folder (rerun the same command to resume)")
+    p.add_argument("--dataset_name", help="local benchmark path or Hub dataset id")
+    p.add_argument("--output_dir", help="results folder (rerun the same command to resume)")
     p.add_argument("--video-root", default=None, help="DSR-Bench videos folder (default: <data folder>/videos)")
-    p.add_argument("--split", default="test", help="dataset split for SynthDSR (default: test)")
+    p.add_argument("--dataset_test_split", default="test", help="dataset split for SynthDSR (default: test)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--num-samples", type=int, default=1, help="samples per question; > 1 turns on sampling")
     p.add_argument("--seed", type=int, default=42)
@@ -85,18 +92,20 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--rescore-paper", metavar="JSONL", help="re-score a paper-layout results file (raw, gt, subtask_type)"
     )
-    return p
+    return accept_both_spellings(p)
+
+
+# Deprecated flag names (and --config keys) -> the current ones; they still work, with a warning, for one release.
+RENAMED = {
+    "model": "model_name_or_path",
+    "data": "dataset_name",
+    "output": "output_dir",
+    "split": "dataset_test_split",
+}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    from .options import read_config, split_config
-
-    parser = make_parser()
-    path, argv = split_config(list(sys.argv[1:] if argv is None else argv))
-    if path is not None:
-        known = {a.dest for a in parser._actions} - {"help", "config"}
-        parser.set_defaults(**read_config(path, "eval", known=known))
-    return parser.parse_args(argv)
+    return parse_verb_args(make_parser(), argv, "eval", RENAMED)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,10 +130,12 @@ def main(argv: list[str] | None = None) -> int:
             if args.plot:
                 print(f"plot: {report.plot_subtask_accuracy(args.compare, args.plot)}")
         return 0
-    missing = [f"--{k}" for k in ("model", "benchmark", "data", "output") if not getattr(args, k)]
+    missing = [
+        f"--{k}" for k in ("model_name_or_path", "benchmark", "dataset_name", "output_dir") if not getattr(args, k)
+    ]
     if missing:
-        make_parser().error(f"missing {', '.join(missing)} (or use --compare / --rescore-paper)")
-    check_model(args.model)
+        make_parser().error(f"missing {', '.join(missing)} (or use --compare / --rescore_paper)")
+    check_model(args.model_name_or_path)
 
     from thinker4d.eval import load_task
     from thinker4d.eval.runner import EvalConfig, run_evaluation
@@ -132,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     from .options import require_path
 
     if args.video_root is not None:
-        require_path(args.video_root, "--video-root", "folder of videos")
+        require_path(args.video_root, "--video_root", "folder of videos")
     with input_errors(ValueError):
         load_task(args.benchmark)
         config = EvalConfig(
@@ -155,22 +166,22 @@ def main(argv: list[str] | None = None) -> int:
         )
     with input_errors(FileNotFoundError):  # the benchmark data the user named
         summary = run_evaluation(
-            args.model,
+            args.model_name_or_path,
             args.benchmark,
-            args.data,
-            args.output,
+            args.dataset_name,
+            args.output_dir,
             config,
             video_root=args.video_root,
-            split=args.split,
+            split=args.dataset_test_split,
             dtype=args.dtype,
         )
     if summary is None:  # not the main process
         return 0
-    report.print_table([(args.model, summary)], lenient=True)
+    report.print_table([(args.model_name_or_path, summary)], lenient=True)
     if summary.get("error_counts"):
         print(f"errors (counted wrong): {summary['error_counts']}")
     if args.plot:
-        print(f"plot: {report.plot_subtask_accuracy([(args.model, summary)], args.plot)}")
+        print(f"plot: {report.plot_subtask_accuracy([(args.model_name_or_path, summary)], args.plot)}")
     return 0
 
 

@@ -6,10 +6,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import logging
 import os
+import sys
 from pathlib import Path
 
 from thinker4d.errors import UserError, UserFileNotFoundError, UserValueError
+
+
+logger = logging.getLogger("thinker4d.cli")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -51,6 +56,91 @@ def trainer_parser(
     )
     group_inherited_options(parser, *sections)
     return parser
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """Adds `--config YAML` (also `--config=YAML`) to an argparse verb; see [`parse_verb_args`]."""
+    parser.add_argument(
+        "--config", metavar="YAML", help="YAML file whose keys are these flags (- or _ alike); flags override it"
+    )
+
+
+def accept_both_spellings(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Lets every `--x_y` flag of `parser` also be spelled `--x-y` and the other way round, as `HfArgumentParser`
+    does for the training verbs, so one name works on every verb whichever separator a user types."""
+    for action in list(parser._actions):
+        for option in list(action.option_strings):
+            if not option.startswith("--"):
+                continue
+            for twin in (option.replace("_", "-"), "--" + option[2:].replace("-", "_")):
+                if twin not in parser._option_string_actions:
+                    action.option_strings.append(twin)
+                    parser._option_string_actions[twin] = action
+    return parser
+
+
+def rename_flags(argv: list[str], verb: str, renamed: dict[str, str] | None) -> list[str]:
+    """`argv` with the deprecated flag names of `renamed` (old name: new flag, both without `--` and with `_`)
+    replaced by the new ones, with one deprecation line per old name on stderr (a `thinker4d.cli` log warning).
+
+    A new flag may be a flag with its value (`"repo_type dataset"` for a former switch). `-` and `_` are alike in
+    the old names, and `--old=value` works as well as `--old value`.
+    """
+    if not renamed:
+        return list(argv)
+    out = []
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        old = name[2:].replace("-", "_") if name.startswith("--") else None
+        if old not in renamed:
+            out.append(arg)
+            continue
+        new = renamed[old].split()
+        warn_renamed(verb, f"`{name}`", f"`--{' '.join(new)}`")
+        out += [f"--{new[0]}={value}"] if eq else ["--" + new[0], *new[1:]]
+    return out
+
+
+def warn_renamed(verb: str, old: str, new: str) -> None:
+    """The one-line deprecation message of a renamed flag or --config key."""
+    logger.warning("thinker4d %s: %s is deprecated and will be removed in the next release; use %s.", verb, old, new)
+
+
+def rename_config_keys(values: dict, verb: str, renamed: dict[str, str] | None) -> dict:
+    """The keys of a `--config` mapping with the deprecated names of `renamed` replaced (see [`rename_flags`])."""
+    out = {}
+    for key, value in values.items():
+        if renamed and key in renamed:
+            new = renamed[key].split()
+            warn_renamed(
+                verb, f"the --config key `{key}`", f"`{new[0]}`" if len(new) == 1 else f"`{new[0]}: {new[1]}`"
+            )
+            if len(new) > 1 and not value:  # a former switch set to false: the new flag keeps its default
+                continue
+            key, value = new[0], value if len(new) == 1 else new[1]
+        out[key] = value
+    return out
+
+
+def set_config_defaults(parser: argparse.ArgumentParser, values: dict) -> None:
+    """The values of a `--config` file become `parser`'s defaults; a flag the file sets is no longer required."""
+    for action in parser._actions:
+        if action.dest in values:
+            action.default = values[action.dest]
+            action.required = False
+
+
+def parse_verb_args(
+    parser: argparse.ArgumentParser, argv: list[str] | None, verb: str, renamed: dict[str, str] | None = None
+) -> argparse.Namespace:
+    """Parses the arguments of an argparse verb: deprecated names renamed (with a warning), `--config FILE` or
+    `--config=FILE` read (its keys are the verb's flags), then the command line, whose flags override the file."""
+    argv = rename_flags(list(sys.argv[1:] if argv is None else argv), verb, renamed)
+    path, argv = split_config(argv)
+    if path is not None:
+        known = {a.dest for a in parser._actions} | set(renamed or ())
+        set_config_defaults(parser, rename_config_keys(read_config(path, verb, known=known), verb, renamed))
+    return parser.parse_args(argv)
 
 
 def split_config(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -95,7 +185,7 @@ def require_path(value: str | os.PathLike, flag: str, what: str = "file or folde
     return path
 
 
-def check_model(value: str, flag: str = "--model") -> None:
+def check_model(value: str, flag: str = "--model_name_or_path") -> None:
     """A model argument must be an existing local folder or look like a Hub id (`owner/name`).
 
     Without this check a mistyped local path reaches `from_pretrained`, which reports it as an invalid Hub repo id.
@@ -134,11 +224,17 @@ def input_errors(*types: type[BaseException]):
 
 __all__ = [
     "HelpFormatter",
+    "accept_both_spellings",
+    "add_config_option",
     "check_model",
     "group_inherited_options",
     "input_errors",
+    "parse_verb_args",
     "read_config",
+    "rename_config_keys",
+    "rename_flags",
     "require_path",
+    "set_config_defaults",
     "split_config",
     "trainer_parser",
 ]

@@ -9,8 +9,12 @@ Examples:
 thinker4d push out/4drl --repo-id me/4dthinker-3b --eval-summary runs/4drl-dsr/summary.json \\
     --base-model Qwen/Qwen2.5-VL-3B-Instruct --datasets me/4d-cot --private
 thinker4d push out/4drl --repo-id me/4dthinker-3b --dry-run preview          # inspect, upload nothing
-thinker4d push data/cot --dataset --repo-id me/4d-cot --license cc-by-nc-sa-4.0
+thinker4d push data/cot --repo-type dataset --repo-id me/4d-cot --license cc-by-nc-sa-4.0
+thinker4d push --config push.yaml --private                   # YAML keys are the flags, and `path`
 ```
+
+Every flag takes `_` or `-` alike (`--repo_id`, `--repo-id`). The former `--dataset` switch still works, with a
+deprecation warning; it is `--repo-type dataset`.
 
 The token comes from huggingface_hub's usual sources (`HF_TOKEN` or `hf auth login`) and is never printed.
 """
@@ -22,19 +26,32 @@ import logging
 import sys
 from pathlib import Path
 
+from .options import accept_both_spellings, add_config_option, parse_verb_args
+
 
 logger = logging.getLogger("thinker4d.push")
 
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         prog="thinker4d push",
         description="Push a thinker4d checkpoint or a synthesized dataset to the Hub.",
         epilog="example: thinker4d push out/dift --repo-id me/4dthinker-3b",
     )
-    p.add_argument("path", help="checkpoint folder (save_pretrained output) or, with --dataset, a dataset folder")
+    add_config_option(p)
+    p.add_argument(
+        "path",
+        nargs="?",
+        help="checkpoint folder (save_pretrained output) or, with --repo-type dataset, a dataset folder",
+    )
     p.add_argument("--repo-id", required=True, help="Hub repository id, e.g. me/4dthinker-3b")
-    p.add_argument("--dataset", action="store_true", help="push a dataset (parquet shards or save_to_disk folder)")
+    p.add_argument(
+        "--repo-type",
+        choices=["model", "dataset"],
+        default="model",
+        help="what `path` holds: a model checkpoint, or a dataset (parquet shards or save_to_disk folder)",
+    )
     p.add_argument("--private", action="store_true", help="create the repository as private")
     p.add_argument("--revision", default=None, help="branch to push to (created when missing; default main)")
     p.add_argument("--dry-run", metavar="DIR", default=None, help="write the folder that would be uploaded, no upload")
@@ -65,13 +82,17 @@ def make_parser() -> argparse.ArgumentParser:
     data = p.add_argument_group("dataset card")
     data.add_argument("--stats", default=None, help="synthesis stats JSON (default: <path>/synthesis_stats.json)")
     data.add_argument("--pretty-name", default=None)
-    return p
+    return accept_both_spellings(p)
+
+
+# Deprecated flags -> the current ones; they still work, with a warning, for one release.
+RENAMED = {"dataset": "repo_type dataset"}
 
 
 def _stage(args, folder: Path) -> None:
     from thinker4d import hub
 
-    if args.dataset:
+    if args.repo_type == "dataset":
         hub.stage_dataset(
             args.path,
             folder,
@@ -95,15 +116,22 @@ def _stage(args, folder: Path) -> None:
         )
 
 
+def _parse(argv: list[str] | None, parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    return parse_verb_args(parser or make_parser(), argv, "push", RENAMED)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = make_parser().parse_args(argv)
+    parser = make_parser()
+    args = _parse(argv, parser)
+    if not args.path:
+        parser.error("the folder to push is required (the first argument, or `path:` in --config)")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from thinker4d import hub
 
     if not Path(args.path).is_dir():
         print(f"error: {args.path} is not a folder", file=sys.stderr)
         return 2
-    repo_type = "dataset" if args.dataset else "model"
+    repo_type = args.repo_type
     with hub.staging_dir(args.dry_run) as folder:
         _stage(args, Path(folder))
         files = sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*") if p.is_file())

@@ -1,4 +1,8 @@
-"""`thinker4d world`: render synthetic 4D-world clips with exact geometry into SpatialVID-like folders."""
+"""`thinker4d world`: render synthetic 4D-world clips with exact geometry into SpatialVID-like folders.
+
+`--config FILE` (or `--config=FILE`) is a YAML file whose keys are these flags; flags override it. Every flag takes `_`
+or `-` alike; the former `--out` still works, with a deprecation warning.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,18 @@ import argparse
 import json
 from pathlib import Path
 
+from .options import accept_both_spellings, add_config_option, parse_verb_args
+
 
 def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         prog="thinker4d world",
         description="Render N synthetic clips (mp4, poses, intrinsics, depth, masks, labels, tracks); see docs/world.md.",
-        epilog="example: thinker4d world --out clips --num-clips 8 --size 128 --questions",
+        epilog="example: thinker4d world --output_dir clips --num-clips 8 --size 128 --questions",
     )
-    p.add_argument("--out", required=True, help="output folder; one sub-folder per clip (world-<seed>)")
+    add_config_option(p)
+    p.add_argument("--output_dir", required=True, help="output folder; one sub-folder per clip (world-<seed>)")
     p.add_argument("--num-clips", type=int, default=8, help="number of clips (seeds seed .. seed+N-1)")
     p.add_argument("--seed", type=int, default=0, help="first clip seed (training seeds are < 1_000_000)")
     p.add_argument("--size", type=int, default=128, help="frame height and width in pixels (even, 16-1024)")
@@ -23,18 +31,26 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-objects", type=int, default=None)
     p.add_argument("--questions", action="store_true", help="also write questions.json (all tasks) per clip")
     p.add_argument("--preview", action="store_true", help="also write contact_sheet.png (first 4 clips)")
-    return p
+    return accept_both_spellings(p)
+
+
+# Deprecated flag names (and --config keys) -> the current ones; they still work, with a warning, for one release.
+RENAMED = {"out": "output_dir"}
+
+
+def _parse(argv: list[str] | None):
+    return parse_verb_args(make_parser(), argv, "world", RENAMED)
 
 
 def main(argv=None) -> int:
-    args = make_parser().parse_args(argv)
+    args = _parse(argv)
     from tqdm.auto import tqdm
 
     from thinker4d.world import generate_questions, render_clip, save_clip
 
     if args.num_clips < 1:
         raise SystemExit(f"--num-clips must be at least 1, got {args.num_clips}.")
-    out = Path(args.out)
+    out = Path(args.output_dir)
     preview = []
     for seed in tqdm(range(args.seed, args.seed + args.num_clips), desc="world"):
         clip = render_clip(

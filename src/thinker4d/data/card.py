@@ -2,7 +2,7 @@
 `thinker4d/templates/model_cards/`.
 
 `render_dataset_card` is the one dataset-card renderer: `thinker4d synthesize` (its folder's README.md) and
-`thinker4d push --dataset` both call it. The card counts rows in the data files and takes column meanings from
+`thinker4d push --repo-type dataset` both call it. The card counts rows in the data files and takes column meanings from
 `thinker4d.data.writer.COLUMN_DESCRIPTIONS`. It lives beside the dataset it describes, below the Hub package, which
 re-exports it (`thinker4d.hub.render_dataset_card`).
 """

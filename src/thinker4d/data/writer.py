@@ -49,7 +49,7 @@ COLUMN_DESCRIPTIONS = {
     "label_source": "`geometry` (computed from poses/depth/masks) or `teacher` (a model's judgment)",
     "meta": "stage provenance as JSON: teacher model, segmenter, landmark names, seeds",
 }
-# The title of the card a synthesis folder carries (`thinker4d push --dataset` titles it after the repository).
+# The title of the card a synthesis folder carries (`thinker4d push --repo-type dataset` titles it after the repository).
 CARD_TITLE = "4D chain-of-thought data (thinker4d synthesis)"
 
 
@@ -268,7 +268,7 @@ def sources_license(sources) -> str | list[str] | None:
 
 def render_card(stats: dict, table) -> str:
     """The README.md of a synthesis folder: `thinker4d.data.card.render_dataset_card` (the renderer `thinker4d push
-    --dataset` uses too) over the rows of `table` (one `train` split) and the statistics of [`summarize`]."""
+    --repo-type dataset` uses too) over the rows of `table` (one `train` split) and the statistics of [`summarize`]."""
     from .card import render_dataset_card
 
     return render_dataset_card(

@@ -62,7 +62,7 @@ def check_run(out: Path, run: dict) -> None:
 
             raise UserValueError(
                 f"{out} holds a run with different settings ({diff}); resuming would mix them. "
-                "Use another --output folder, or delete this one to start over."
+                "Use another --output_dir folder, or delete this one to start over."
             )
 
 

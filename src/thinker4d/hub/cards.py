@@ -3,7 +3,7 @@
 A card states only what it is given or what the folder records: a model card lists the training stages of
 `training_stages.json`, never a stage the folder does not record; a dataset card counts rows in the data files and takes
 column meanings from `thinker4d.data.writer.COLUMN_DESCRIPTIONS`. `render_dataset_card` is the one dataset-card
-renderer: `thinker4d synthesize` (its folder's README.md) and `thinker4d push --dataset` both call it. It is defined in
+renderer: `thinker4d synthesize` (its folder's README.md) and `thinker4d push --repo-type dataset` both call it. It is defined in
 `thinker4d.data.card` (the data package writes a synthesis folder's card without importing this package) and
 re-exported here.
 """

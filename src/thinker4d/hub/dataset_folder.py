@@ -1,4 +1,4 @@
-"""Dataset folders for `thinker4d push --dataset`: the rows `datasets.load_dataset` reads, as parquet shards under
+"""Dataset folders for `thinker4d push --repo-type dataset`: the rows `datasets.load_dataset` reads, as parquet shards under
 `data/`, and the card of [`render_dataset_card`]."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def stage_dataset(
     pretty_name: str | None = None,
     description: str | None = None,
 ) -> Path:
-    """Write the folder `thinker4d push --dataset` uploads: parquet shards under `data/` and a dataset card.
+    """Write the folder `thinker4d push --repo-type dataset` uploads: parquet shards under `data/` and a dataset card.
 
     Args:
         source: a dataset folder `datasets.load_dataset` reads (a `thinker4d synthesize` output, or parquet shards whose
@@ -72,7 +72,7 @@ def stage_dataset(
     if (source / WORK).is_dir() and not (source / COMPLETE).is_file():
         raise RuntimeError(
             f"{source} is an unfinished thinker4d synthesis ({WORK}/ is there but no {COMPLETE} marker): finish it "
-            f"with `thinker4d synthesize --output {source} --resume` and the same settings, then push again."
+            f"with `thinker4d synthesize --output_dir {source} --resume` and the same settings, then push again."
         )
     is_saved = (source / "dataset_dict.json").is_file() or (source / "state.json").is_file()
     if not is_saved and not any(p.is_file() for p in source.rglob("*.parquet")):
@@ -120,7 +120,7 @@ def stage_dataset(
         if isinstance(recorded, int) and recorded != total:
             raise RuntimeError(
                 f"{source}/{COMPLETE} records {recorded} rows but its data files hold {total}: the folder was changed "
-                f"after the synthesis finished. Rerun `thinker4d synthesize --output {source} --resume` (same settings) "
+                f"after the synthesis finished. Rerun `thinker4d synthesize --output_dir {source} --resume` (same settings) "
                 "to rewrite data/, then push again."
             )
 

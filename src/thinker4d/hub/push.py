@@ -70,7 +70,7 @@ def push_dataset(output_dir, repo_id: str, private: bool | None = None, license:
     if not is_complete(output_dir):
         raise RuntimeError(
             f"{output_dir} is not a finished synthesis (no {COMPLETE} marker); finish it with "
-            f"`thinker4d synthesize --output {output_dir} --resume` and the same settings first."
+            f"`thinker4d synthesize --output_dir {output_dir} --resume` and the same settings first."
         )
     with tempfile.TemporaryDirectory(prefix="thinker4d-synth-push-") as staging:
         stage_dataset(output_dir, staging, repo_id, license=license)

@@ -49,7 +49,7 @@ def _settings_guard(root: Path, cfg: QuickstartConfig) -> None:
         if previous != current:
             changed = sorted(k for k in current if previous.get(k) != current[k])
             raise ValueError(
-                f"{root} holds a quickstart run with other settings ({', '.join(changed)}). Use another --output, or "
+                f"{root} holds a quickstart run with other settings ({', '.join(changed)}). Use another --output_dir, or "
                 "rerun with the same settings to resume."
             )
     else:
