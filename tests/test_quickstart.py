@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from thinker4d.quickstart import MODELS, QuickstartConfig, option_reading_rows, run_quickstart
+from thinker4d.datasets_io import load_thinker4d_dataset
+from thinker4d.quickstart import MODELS, PROBE_MODELS, QuickstartConfig, option_reading_rows, run_quickstart
 from thinker4d.quickstart.runner import _stage_plan
 
 
@@ -132,7 +133,12 @@ def test_quickstart_end_to_end_and_resume(tmp_path, capfd):
     on_disk = json.loads((tmp_path / "summary.json").read_text())
     assert on_disk["dift"] == summary["dift"]
     html = (tmp_path / "report.html").read_text()
-    assert "DIFT + 4DRL" in html and "data:image/png;base64" in html and "imagery targets" in html
+    assert "DIFT + 4DRL" in html and "data:image/png;base64" in html
+    # the reasoning trace is the final model's answer to a held-out SynthDSR question, not a training clip
+    bench_ids = set(load_thinker4d_dataset(tmp_path / "synthdsr" / "benchmark", split="test")["id"])
+    shown = re.search(r"held-out SynthDSR question (\S+)\)", html).group(1)
+    assert shown in bench_ids and shown.split("/")[1] == "camera_motion"
+    assert shown not in set(load_thinker4d_dataset(tmp_path / "data" / "dataset", split="train")["id"])
     assert (tmp_path / "figures" / "accuracy.png").stat().st_size > 1000
     assert (tmp_path / "figures" / "losses.png").stat().st_size > 1000
     assert not (tmp_path / "datasets_cache").exists()  # its own datasets cache goes when the run finishes
@@ -165,6 +171,108 @@ def test_quickstart_end_to_end_and_resume(tmp_path, capfd):
 
     with pytest.raises(ValueError, match="other settings .*sft_steps"):
         run_quickstart(QuickstartConfig(**{**TOY, "sft_steps": 3}), tmp_path)
+
+
+def test_quickstart_seeds_and_imagery_only_probe(tmp_path, capfd):
+    from safetensors.torch import load_file
+
+    from thinker4d.data.cot import IMAGERY_ONLY_BRIDGE
+
+    cfg = QuickstartConfig(**{**TOY, "grpo_steps": 0, "warmup_steps": 0, "seeds": 2, "probe": True})
+    summary = run_quickstart(cfg, tmp_path)
+    out, _ = capfd.readouterr()
+    plan = _stage_plan(cfg)
+    assert [line for line in out.splitlines() if line.startswith("[")] == [
+        f"[{i}/{len(plan)}] {name}: {line}" for i, (name, line) in enumerate(plan.items(), 1)
+    ]
+    assert (
+        list(plan)[:4] == ["data", "synthdsr", "data_imagery_only", "seed_0/init"] and "seed_1/eval_probe_dift" in plan
+    )
+    names = ["untrained", "raw_qa", "text_cot", "dift", *PROBE_MODELS]
+    assert summary["seeds"] == [0, 1] and [n for n in (*MODELS, *PROBE_MODELS) if n in summary] == names
+    # every seed keeps its own numbers; the summary is their mean, with the spread and a pooled interval
+    per_seed = {s: json.loads((tmp_path / f"seed_{s}" / "summary.json").read_text()) for s in (0, 1)}
+    for s, one in per_seed.items():
+        assert one["seed"] == s
+        for name in names:
+            run = json.loads((tmp_path / f"seed_{s}" / f"eval_{name}" / "run" / "summary.json").read_text())
+            assert one[name] == pytest.approx(dict(run["subtask_accuracy"], all=run["accuracy"]))
+    for name in names:
+        for task, accuracy in summary[name].items():
+            values = [per_seed[s][name][task] for s in (0, 1)]
+            assert accuracy == pytest.approx(sum(values) / 2)
+            spread = summary["spread"][name][task]
+            assert spread["per_seed"] == pytest.approx(values)
+            assert (spread["min"], spread["max"]) == (min(values), max(values))
+            low, high = summary["ci95"][name][task]
+            assert low <= accuracy <= high
+    assert set(summary["interventions"]) == {"dift", "probe_dift"}
+    for name, by_intervention in summary["interventions"].items():
+        assert {"zero", "gaussian", "shuffle"} <= set(by_intervention)
+        for intervention, effects in by_intervention.items():
+            for task, effect in effects.items():
+                diffs = [per_seed[s]["interventions"][name][intervention][task]["difference"] for s in (0, 1)]
+                assert effect["seed_differences"] == pytest.approx(diffs)
+                assert effect["difference"] == pytest.approx(sum(diffs) / 2)
+                assert 0 <= effect["seeds_excluding_zero"] <= 2
+    assert set(summary["comparisons"]) == {"dift - text_cot", "probe_dift - probe_text_cot", "probe_dift - raw_qa"}
+    for task, d in summary["comparisons"]["probe_dift - raw_qa"].items():
+        assert d["difference"] == pytest.approx(summary["probe_dift"][task] - summary["raw_qa"][task])
+    # the probe: the same rows with CoTs that do not say what the imagery shows; its DIFT model learns the imagery,
+    # its text CoT model does not
+    compact = load_thinker4d_dataset(tmp_path / "data" / "dataset", split="train").select_columns(
+        ["id", "answer", "cot"]
+    )
+    probe = load_thinker4d_dataset(tmp_path / "data_imagery_only" / "dataset", split="train")
+    assert probe["id"] == compact["id"] and probe["answer"] == compact["answer"]
+    assert all("<imagery>" in c and IMAGERY_ONLY_BRIDGE in c and " It moves " not in c for c in probe["cot"])
+    for s in (0, 1):
+        logs = {
+            n: json.loads((tmp_path / f"seed_{s}" / f"train_{n}" / "log_history.json").read_text()) for n in names[1:]
+        }
+        assert any("imagery_loss" in h for h in logs["probe_dift"])
+        assert not any("imagery_loss" in h for h in logs["probe_text_cot"])
+    # the seeds train different models
+    weights = [load_file(tmp_path / f"seed_{s}" / "train_dift" / "model" / "model.safetensors") for s in (0, 1)]
+    assert any(not weights[0][k].equal(weights[1][k]) for k in weights[0])
+    report = (tmp_path / "report.md").read_text()
+    assert "means over 2 training seeds" in report and "Imagery-only probe" in report
+    assert "| probe: DIFT | latents: zero |" in report and "Spread over the 2 training seeds" in report
+
+    # a lost evaluation of the second seed is redone, nothing else; a half-written summary is never read back
+    before = {p.parent: p.stat().st_mtime_ns for p in tmp_path.rglob("DONE.json")}
+    (tmp_path / "seed_1" / "eval_probe_dift" / "DONE.json").unlink()
+    (tmp_path / "summary.json").write_text('{"partial')
+    again = run_quickstart(cfg, tmp_path)
+    after = {p.parent: p.stat().st_mtime_ns for p in tmp_path.rglob("DONE.json")}
+    assert {k for k in before if after[k] != before[k]} == {tmp_path / "seed_1" / "eval_probe_dift"}
+    assert set(again["reused_stages"]) == set(plan) - {"seed_1/eval_probe_dift"}
+    assert {k: again[k] for k in names} == {k: summary[k] for k in names}
+    assert json.loads((tmp_path / "summary.json").read_text())["probe_dift"] == summary["probe_dift"]
+
+
+def test_quickstart_flags_for_seeds_and_probe():
+    from thinker4d.commands.quickstart import make_parser
+
+    args = make_parser().parse_args(["--seeds", "3", "--probe"])
+    assert (args.seeds, args.probe) == (3, True)
+    assert make_parser().parse_args(["--no-probe"]).probe is False
+    assert make_parser().parse_args([]).probe is None  # not given: the config's default (off)
+    assert QuickstartConfig().probe is False and QuickstartConfig().seeds == 1
+    with pytest.raises(ValueError, match="seeds must be >= 1"):
+        QuickstartConfig(seeds=0)
+
+
+def test_settings_guard_reads_a_folder_written_before_a_setting_existed(tmp_path):
+    import dataclasses
+
+    from thinker4d.quickstart.stages import _settings_guard
+
+    old = {k: v for k, v in dataclasses.asdict(QuickstartConfig()).items() if k not in ("seeds", "probe")}
+    (tmp_path / "quickstart_config.json").write_text(json.dumps(old))
+    _settings_guard(tmp_path, QuickstartConfig())  # the settings it lacks were at their defaults: the same run
+    with pytest.raises(ValueError, match=r"other settings \(probe, seeds\)"):
+        _settings_guard(tmp_path, QuickstartConfig(seeds=3, probe=True))
 
 
 def test_ctrl_c_inside_a_finalizer_is_raised_again_outside_it(monkeypatch):
@@ -285,6 +393,78 @@ def test_verdict_reports_the_target_and_the_text_baseline_honestly():
     verdict = _verdict({**good, "dift_grpo": {"camera_motion": 0.5}})
     assert _verdict_sentences(verdict) == [[60.0, 25.0, 35.0, 30.0], [50.0], [50.0, -10.0]]
     assert "4DRL" in verdict.rsplit(". ", 1)[-1]
+
+
+def _effect(accuracy, difference, low, high):
+    return {"camera_motion": {"accuracy": accuracy, "difference": difference, "difference_ci95": [low, high]}}
+
+
+def test_verdict_reads_the_controls_intervals_and_the_probe():
+    from thinker4d.quickstart.report import _verdict
+
+    accuracies = {
+        "chance": {"camera_motion": 0.25},
+        "raw_qa": {"camera_motion": 0.4},
+        "text_cot": {"camera_motion": 0.5},
+        "dift": {"camera_motion": 0.6},
+        "probe_text_cot": {"camera_motion": 0.45},
+        "probe_dift": {"camera_motion": 0.62},
+    }
+    uses = {
+        **accuracies,
+        "seeds": [0, 1, 2],
+        "comparisons": {
+            "dift - text_cot": _effect(0.6, 0.1, 0.02, 0.18),
+            "probe_dift - probe_text_cot": _effect(0.62, 0.17, 0.05, 0.29),
+        },
+        "blind": {"dift": _effect(0.2, -0.4, -0.5, -0.3)},
+        "interventions": {
+            "dift": {"zero": _effect(0.4, -0.2, -0.3, -0.1), "shuffle": _effect(0.58, -0.02, -0.08, 0.04)},
+            "probe_dift": {"zero": _effect(0.3, -0.32, -0.42, -0.22)},
+        },
+    }
+    sentences = re.split(r"(?<=\.) (?=[A-Z])", _verdict(uses))
+    assert _verdict_sentences(_verdict(uses)) == [
+        [3.0],
+        [60.0, 25.0, 35.0, 30.0],
+        [50.0],
+        [10.0, 95.0, 2.0, 18.0, 0.0],
+        [20.0, -40.0, 95.0, -50.0, -30.0, 0.0],
+        [-20.0, -30.0, -10.0, -2.0, -8.0, 4.0, 95.0, 0.0],
+        [-32.0, -42.0, -22.0, 95.0, 0.0],
+        [62.0, 45.0, 40.0, 17.0, 95.0, 5.0, 29.0, 0.0],
+    ]
+    assert "excludes 0" in sentences[3] and "DIFT beats its blind baseline" in sentences[4]
+    assert "drop under zero excludes 0, so its answers use the latents" in sentences[5]
+    assert "shuffle" not in sentences[5].split(":", 1)[1]  # the shuffle drop's interval includes 0
+    assert sentences[7].endswith("the latents carry information the answer uses.")
+
+    # the same accuracies with every interval across 0: nothing is claimed
+    silent = {
+        **uses,
+        "seeds": [0],
+        "comparisons": {
+            "dift - text_cot": _effect(0.6, 0.1, -0.05, 0.25),
+            "probe_dift - probe_text_cot": _effect(0.62, 0.17, -0.02, 0.36),
+        },
+        "blind": {"dift": _effect(0.55, -0.05, -0.15, 0.05)},
+        "interventions": {"dift": {"zero": _effect(0.57, -0.03, -0.1, 0.04)}},
+    }
+    sentences = re.split(r"(?<=\.) (?=[A-Z])", _verdict(silent))
+    assert _verdict_sentences(_verdict(silent)) == [
+        [60.0, 25.0, 35.0, 30.0],
+        [50.0],
+        [10.0, 95.0, -5.0, 25.0, 0.0],
+        [55.0, -5.0, 95.0, -15.0, 5.0, 0.0],
+        [-3.0, -10.0, 4.0, 95.0, 0.0],
+        [62.0, 45.0, 40.0, 17.0, 95.0, -2.0, 36.0, 0.0],
+    ]
+    assert "includes 0" in sentences[2] and "DIFT does not beat its blind baseline" in sentences[3]
+    assert "do not show that its answers use the latents" in sentences[4]
+    assert "does not show that the latents carry information" in sentences[5]
+    # a probe whose DIFT model trails the same CoT without imagery says so
+    behind = {**silent, "comparisons": {"probe_dift - probe_text_cot": _effect(0.3, -0.15, -0.25, -0.05)}}
+    assert "the latents do not help the answer here" in _verdict(behind)
 
 
 def test_option_order_variants_move_the_letters_with_the_correct_option():

@@ -809,6 +809,43 @@ def test_compact_cot_names_the_motion_then_scans_the_options_to_its_letter():
         compact_cot({**request, "answer": "E"})
 
 
+def test_imagery_only_cot_keeps_the_imagery_and_states_nothing_it_shows(tmp_path):
+    """The same clips synthesized in the compact and the imagery-only style: the same rows, markers and answers, and
+    nothing of what the compact CoT says about the clip before its option scan."""
+    import re
+
+    from thinker4d.data.cot import option_scan
+    from thinker4d.prompting import option_text
+
+    def words(text):
+        return set(re.findall(r"[a-z]+", text.lower()))
+
+    kw = dict(world_num_clips=6, tasks=["camera_motion", "object_distance"], **SMALL)
+    run_synthesis(SynthesisConfig(cot_style="compact", **kw), tmp_path / "c", progress=False)
+    run_synthesis(SynthesisConfig(cot_style="imagery_only", **kw), tmp_path / "i", progress=False)
+    compact, probe = _rows(tmp_path / "c"), _rows(tmp_path / "i")
+    assert len(probe) == len(compact) > 0
+    assert {r["task"] for r in probe} == {"camera_motion", "object_distance"}
+    for full, row in zip(compact, probe):
+        assert (row["id"], row["options"], row["answer"]) == (full["id"], full["options"], full["answer"])
+        n = len(row["imagery"])
+        assert n > 0 and row["cot"].count("<imagery>") == full["cot"].count("<imagery>") == n
+        assert validate_cot(row["cot"], row["options"], row["answer"], n) is None
+        scan = option_scan(row["options"], row["answer"])
+        assert row["cot"].endswith(scan) and full["cot"].endswith(scan)  # the same option scan and final answer
+        before = row["cot"].removesuffix(scan)
+        # what the compact CoT states between its last imagery block and the scan: the shift and the motion named
+        stated = full["cot"].removesuffix(scan).rsplit("<imagery>", 1)[1]
+        answer_text = option_text(row["options"], row["answer"]).split(". ", 1)[1]
+        assert answer_text.lower() in stated.lower()
+        assert not words(before.rsplit("<imagery>", 1)[1]) & words(stated), (before, stated)
+        for text in row["options"]:  # no option is named before the scan
+            assert text.split(". ", 1)[-1].lower() not in before.lower()
+        assert before.split("<imagery>", 1)[0] == full["cot"].split("<imagery>", 1)[0]  # the same landmark opening
+    with pytest.raises(ValueError, match="cot_style.*'imagery_only'"):
+        SynthesisConfig(cot_style="imagery")
+
+
 def test_overlay_blend_contour_and_key_frames():
     frame = np.full((8, 8, 3), 100, np.uint8)
     mask = np.zeros((8, 8), bool)

@@ -33,6 +33,8 @@ def make_parser() -> argparse.ArgumentParser:
         kwargs = {"help": f"{f.metadata.get('help', '')} (default: {default})", "default": None}
         if isinstance(default, list):
             kwargs["nargs"] = "+"
+        elif isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["type"] = type(default)
         parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = run_quickstart(cfg, args.output_dir)
     names = [n for n in LABELS if n in summary]
     tasks = [t for t in summary["chance"] if t != "all"] + ["all"]
-    print(f"\nheld-out SynthDSR accuracy (%), {args.output_dir}/report.html")
+    over = f", mean over {cfg.seeds} training seeds" if cfg.seeds > 1 else ""
+    print(f"\nheld-out SynthDSR accuracy (%){over}, {args.output_dir}/report.html")
     print(f"{'task':<20}" + "".join(f"{LABELS[n]:>14}" for n in names))
     for t in tasks:
         print(f"{t:<20}" + "".join(f"{summary[n].get(t, float('nan')) * 100:>14.1f}" for n in names))

@@ -163,7 +163,7 @@ def config_problems(values: dict) -> list[str]:
     choice("image_format", ("jpeg", "png"))
     integer("jpeg_quality", 1, 100)
     choice("teacher", ("rule", "gemini"))
-    choice("cot_style", ("full", "compact"))
+    choice("cot_style", ("full", "compact", "imagery_only"))
     text("teacher_model")
     text("gemini_base_url", optional=True)
     integer("gemini_concurrency", 1)
@@ -219,7 +219,8 @@ class SynthesisConfig:
 
     Args:
         teacher (`str`): `"rule"` (offline) or `"gemini"`.
-        cot_style (`str`): RuleTeacher CoT template, `"full"` (default) or `"compact"` (short, for tiny models).
+        cot_style (`str`): RuleTeacher CoT template, `"full"` (default), `"compact"` (short, for tiny models) or
+            `"imagery_only"` (the compact CoT without the text that states what the imagery shows; a probe).
         teacher_model, gemini_base_url, gemini_concurrency, gemini_max_retries, gemini_timeout_s, gemini_backoff_s,
         cache_dir: `GeminiTeacher` arguments (the key comes from `GEMINI_API_KEY` / `GOOGLE_API_KEY`).
         segmenter (`str`): `"ground_truth"` or `"sam2"`; sam2_model (`str`): checkpoint id/path or `"tiny-random"`.
@@ -258,7 +259,7 @@ class SynthesisConfig:
     image_format: str = field(default="jpeg", metadata={"help": "jpeg or png"})
     jpeg_quality: int = field(default=90, metadata={"help": "JPEG quality"})
     teacher: str = field(default="rule", metadata={"help": "rule or gemini"})
-    cot_style: str = field(default="full", metadata={"help": "RuleTeacher CoT: full or compact"})
+    cot_style: str = field(default="full", metadata={"help": "RuleTeacher CoT: full, compact or imagery_only"})
     teacher_model: str = field(default="gemini-2.5-flash", metadata={"help": "Gemini model name"})
     gemini_base_url: str | None = field(default=None, metadata={"help": "API base URL (fake server in tests)"})
     gemini_concurrency: int = field(default=8, metadata={"help": "Gemini requests in flight"})

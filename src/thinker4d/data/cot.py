@@ -193,6 +193,29 @@ def compact_cot(request: dict) -> str:
     )
 
 
+IMAGERY_ONLY_BRIDGE = "I check each option against these views."
+
+
+def imagery_only_cot(request: dict) -> str:
+    """The imagery-only probe's CoT: [`compact_cot`] without the text that states what the imagery shows.
+
+    The landmark and one `<imagery>` per key frame, then a fixed sentence that says nothing about the clip
+    (`IMAGERY_ONLY_BRIDGE`), then the option scan ([`option_scan`]) and the answer:
+    "The static white cube: <imagery> <imagery> I check each option against these views. A. Tilt Up? No. B. Pan Right?
+    Yes = B.". The compact CoT's apparent shift ("It moves left and keeps its size.") and the motion it names ("The
+    camera: Pan Right.") are left out, so a model trained on it writes nothing about the clip before the scan's "Yes":
+    the scan copies the option lines of the prompt, and which one gets the "Yes" has to come from the frames and the
+    imagery. Trained with DIFT next to a text CoT on the same rows (whose `<imagery>` markers are dropped) and raw-QA
+    SFT, it asks whether the latents carry information the answer uses (docs/quickstart.md, "The imagery-only
+    probe")."""
+    name = request["landmark"]
+    role = "static" if request["role"] == "static" else "moving"
+    imagery = " ".join("<imagery>" for _ in request["cues"])
+    return f"<think>The {role} {name}: {imagery} {IMAGERY_ONLY_BRIDGE} " + option_scan(
+        request["options"], request["answer"]
+    )
+
+
 COT_SCHEMA = {
     "type": "OBJECT",
     "properties": {
@@ -242,4 +265,14 @@ def assemble_cot(reasoning: str, answer: str, options) -> str:
     return f"<think>{str(reasoning).strip()}</think><answer>{ans}</answer>"
 
 
-__all__ = ["COT_SCHEMA", "assemble_cot", "compact_cot", "cot_prompt", "mask_cues", "option_scan", "templated_cot"]
+__all__ = [
+    "COT_SCHEMA",
+    "IMAGERY_ONLY_BRIDGE",
+    "assemble_cot",
+    "compact_cot",
+    "cot_prompt",
+    "imagery_only_cot",
+    "mask_cues",
+    "option_scan",
+    "templated_cot",
+]

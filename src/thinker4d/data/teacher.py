@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .cot import compact_cot, templated_cot
+from .cot import compact_cot, imagery_only_cot, templated_cot
 from .questions import TEACHER_LABEL_CLASSES, UNSURE, teacher_classes
 from .segmentation import mask_prompt
 
@@ -255,11 +255,13 @@ class RuleTeacher:
     name = "rule"
     model = "rule-template"
 
+    STYLES = {"full": templated_cot, "compact": compact_cot, "imagery_only": imagery_only_cot}
+
     def __init__(self, style: str = "full"):
-        if style not in ("full", "compact"):
-            raise ValueError(f"RuleTeacher style must be 'full' or 'compact', got {style!r}.")
+        if style not in self.STYLES:
+            raise ValueError(f"RuleTeacher style must be one of {sorted(self.STYLES)}, got {style!r}.")
         self.style = style
-        self._template = templated_cot if style == "full" else compact_cot
+        self._template = self.STYLES[style]
 
     def landmarks_many(self, clips) -> list:
         return [geometry_landmarks(c) for c in clips]

@@ -39,12 +39,19 @@ clip, training from the last checkpoint, evaluation per question). While it runs
 folder holds the datasets cache of the training data (its Arrow copy and pre-encoded rows); the folder is removed when
 the run finishes.
 
+Two options widen the study (docs/quickstart.md): `seeds` trains and evaluates every model with several training seeds
+(each in `seed_<s>/`; the data and SynthDSR are shared) and reports the mean over them with its spread; `probe` adds
+the imagery-only probe, text CoT and DIFT trained on CoTs of the same clips that state nothing of what the imagery
+shows (`cot_style="imagery_only"`), which asks whether the latents carry information the answer uses.
+
 Modules: `config` (the settings), `stages` (stage folders and `DONE.json`, synthesis, SynthDSR, the tiny model),
-`warmup` (option-reading rows, option-order copies), `training` (DIFT variants, 4DRL), `evaluation`, `report` (plots,
-report.md/html, verdict) and `runner` ([`run_quickstart`]).
+`warmup` (option-reading rows, option-order copies), `training` (DIFT variants, 4DRL), `evaluation`, `aggregate`
+(numbers over the seeds, intervals, comparisons), `report` (plots, report.md/html, verdict) and `runner`
+([`run_quickstart`]).
 """
 
-from .config import CACHE_DIR, LABELS, LATENT_SIZE, MODELS, TRAINED, QuickstartConfig
+from .aggregate import summarize
+from .config import CACHE_DIR, LABELS, LATENT_SIZE, MODELS, PROBE_MODELS, TRAINED, QuickstartConfig
 from .evaluation import answer_text_accuracy, chance_accuracy, reasoning_trace, stage_eval
 from .report import plot_accuracy, plot_losses, write_report
 from .runner import run_quickstart
@@ -58,6 +65,7 @@ __all__ = [
     "LABELS",
     "LATENT_SIZE",
     "MODELS",
+    "PROBE_MODELS",
     "TRAINED",
     "QuickstartConfig",
     "Stage",
@@ -75,5 +83,6 @@ __all__ = [
     "stage_init",
     "stage_synthdsr",
     "stage_train",
+    "summarize",
     "write_report",
 ]

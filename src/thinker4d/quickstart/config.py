@@ -6,9 +6,19 @@ from dataclasses import dataclass, field
 
 
 MODELS = ("untrained", "raw_qa", "text_cot", "dift", "dift_grpo")
+# The imagery-only probe (`--probe`): text CoT and DIFT trained on the imagery-only CoTs of the same clips.
+PROBE_MODELS = ("probe_text_cot", "probe_dift")
 LATENT_SIZE = 4  # K of the quickstart model (the paper's)
 CACHE_DIR = "datasets_cache"  # under the output folder; removed when the run finishes
-TRAINED = {"warmup": "text_cot", "raw_qa": "raw_qa", "text_cot": "text_cot", "dift": "dift"}
+# The DIFTConfig mode each trained model uses.
+TRAINED = {
+    "warmup": "text_cot",
+    "raw_qa": "raw_qa",
+    "text_cot": "text_cot",
+    "dift": "dift",
+    "probe_text_cot": "text_cot",
+    "probe_dift": "dift",
+}
 LABELS = {
     "warmup": "option-reading warm-up",
     "chance": "chance",
@@ -17,6 +27,8 @@ LABELS = {
     "text_cot": "text CoT SFT",
     "dift": "DIFT",
     "dift_grpo": "DIFT + 4DRL",
+    "probe_text_cot": "probe: text CoT",
+    "probe_dift": "probe: DIFT",
 }
 
 
@@ -49,7 +61,18 @@ class QuickstartConfig:
         sft_steps, batch_size (`int`), learning_rate (`float`): the same for raw-QA, text-CoT and DIFT.
         grpo_steps, num_generations (`int`), grpo_learning_rate (`float`): the 4DRL phase.
         max_new_tokens (`int`): generation budget of evaluation and rollouts; 0 derives it from the training CoTs.
-        seed (`int`).
+
+    > Parameters that control the study
+
+    Args:
+        seed (`int`): the data's seed and the first training seed.
+        seeds (`int`): training seeds: every model is trained and evaluated with the seeds `seed, seed + 1, ...,
+            seed + seeds - 1` (its random initial weights, warm-up draws and batch order), each in `seed_<s>/`; the
+            data and SynthDSR are the same for all. `summary.json` and the report give the mean over the seeds and
+            their spread.
+        probe (`bool`): also train the imagery-only probe: text CoT (`probe_text_cot`) and DIFT (`probe_dift`) on
+            the same clips with `cot_style="imagery_only"` CoTs, which state nothing of what the imagery shows
+            ([`thinker4d.data.cot.imagery_only_cot`]). The other models are the same with or without it.
     """
 
     train_clips: int = field(default=1600, metadata={"help": "synthetic training clips"})
@@ -87,13 +110,19 @@ class QuickstartConfig:
     max_new_tokens: int = field(
         default=0, metadata={"help": "generation budget for evaluation and 4DRL (0: from the longest training CoT)"}
     )
-    seed: int = field(default=0, metadata={"help": "random seed"})
+    seed: int = field(default=0, metadata={"help": "random seed (data, and the first training seed)"})
+    seeds: int = field(default=1, metadata={"help": "training seeds per model (seed, seed+1, ...)"})
+    probe: bool = field(
+        default=False, metadata={"help": "also train the imagery-only probe (text CoT and DIFT on imagery_only CoTs)"}
+    )
 
     def __post_init__(self):
         if self.train_clips < 8 or self.eval_questions < len(self.tasks):
             raise ValueError("Need train_clips >= 8 and eval_questions >= the number of tasks.")
         if self.sft_steps < 1 or self.batch_size < 1 or self.grpo_steps < 0 or self.warmup_steps < 0:
             raise ValueError("Need sft_steps >= 1, batch_size >= 1, grpo_steps >= 0 and warmup_steps >= 0.")
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1 (training seeds per model), got {self.seeds}.")
         if self.option_orders < 1:
             raise ValueError(f"option_orders must be >= 1, got {self.option_orders}.")
         if self.num_heads < 1 or self.num_kv_heads < 1 or self.num_heads % self.num_kv_heads:

@@ -1,6 +1,6 @@
 """The quickstart's evaluation: every model on held-out SynthDSR, with its controls (blind frames for every model,
 latent interventions for the DIFT models), chance, the answer-text diagnostic, and one reasoning trace of the final
-model."""
+model on a held-out question."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from .warmup import _option_texts
 
 
 # The models whose imagery the interventions test (the others are trained without imagery blocks).
-LATENT_MODELS = ("dift", "dift_grpo")
+LATENT_MODELS = ("dift", "dift_grpo", "probe_dift")
 
 
 def interventions(name: str, cfg: QuickstartConfig) -> list[str]:
@@ -63,22 +63,6 @@ def stage_eval(root: Path, cfg: QuickstartConfig, name: str, model_dir: Path, be
     return json.loads((stage.dir / "run" / "summary.json").read_text())
 
 
-def control_results(root: Path, name: str) -> dict:
-    """Model `name`'s 95% intervals and control effects from its `eval_<name>/` runs: `ci95` (`{task: [low, high]}`,
-    `"all"` = micro), `blind` and `interventions` (`{intervention: ...}`), each `{task: {"accuracy", "difference",
-    "difference_ci95"}}` against the real run (paired bootstrap over the same questions)."""
-    from thinker4d.eval.report import control_effects
-
-    folder = root / f"eval_{name}"
-    summary = json.loads((folder / "run" / "summary.json").read_text())
-    done = Stage(root, f"eval_{name}").info()["controls"]
-    return {
-        "ci95": dict(summary["ci95"], all=summary["accuracy_ci95"]),
-        "blind": control_effects(folder / "run", folder / "blind"),
-        "interventions": {i: control_effects(folder / "run", folder / i) for i in done if i != "blind"},
-    }
-
-
 def answer_text_accuracy(run_dir: Path, bench_dir: Path) -> dict:
     """Diagnostic, not a headline number: the share of completions whose final `<answer>` names the correct option's
     text, whatever letter it carries. It separates "saw the motion" from "mapped it to the shuffled letter"."""
@@ -113,35 +97,29 @@ def chance_accuracy(bench_dir: Path) -> dict:
     return out
 
 
-def reasoning_trace(root: Path, model_dir: Path, train, max_new_tokens: int) -> dict:
-    """Run the final model on one training row with imagery and return what a person wants to see."""
-    import torch
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+def reasoning_trace(root: Path, name: str, bench_dir: Path, task: str = "camera_motion") -> dict:
+    """Model `name`'s answer to a held-out SynthDSR question (the first of `task`, else the first question), as its
+    evaluation wrote it (`eval_<name>/run/results.jsonl`, greedy), with the question and its frames."""
+    from thinker4d.datasets_io import load_thinker4d_dataset
+    from thinker4d.eval.metrics import read_results
 
-    import thinker4d.models  # noqa: F401 -- registers the thinker4d auto classes
-    from thinker4d.prompting import build_messages, frames_to_array, video_kwargs
-
-    idx = next(i for i, r in enumerate(train.select_columns(["task"])) if r["task"] == "camera_motion")
-    row = train[idx]
-    model = AutoModelForImageTextToText.from_pretrained(str(model_dir)).eval()
-    processor = AutoProcessor.from_pretrained(str(model_dir))
-    text = processor.apply_chat_template(
-        build_messages(row["question"], row["options"]), add_generation_prompt=True, tokenize=False
-    )
-    frames = frames_to_array(row["frames"])
-    inputs = processor(text=[text], return_tensors="pt", **video_kwargs(processor, [frames], row["fps"]))
-    with torch.no_grad():
-        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, return_dict_in_generate=True)
-    gen = processor.tokenizer.decode(out.sequences[0, inputs["input_ids"].shape[1] :], skip_special_tokens=False)
-    gen = gen.replace("<|im_end|>", "").replace("<|endoftext|>", "")
+    bench = load_thinker4d_dataset(bench_dir, split="test")
+    index = next((i for i, t in enumerate(bench["task"]) if t == task), 0)
+    records = read_results(root / f"eval_{name}" / "run" / "results.jsonl", tolerate_partial_last_line=False)
+    rec = next(r for r in records if r["index"] == index and int(r.get("sample", 0)) == 0)
+    row = bench[index]
+    generated = (rec.get("raw") or "").replace("<|im_end|>", "").replace("<|endoftext|>", "")
     return {
+        "model": name,
         "id": row["id"],
+        "index": index,
+        "task": row["task"],
         "question": row["question"],
         "options": row["options"],
         "answer": row["answer"],
-        "reference_cot": row["cot"],
-        "generated": gen,
-        "imagery_blocks": int(out.imagery_blocks[0]),
+        "generated": generated,
+        "pred": rec.get("pred"),
+        "hit": rec.get("hit"),
+        "imagery_blocks": generated.count("<|latent_start|>"),
         "frames_png": _strip(row["frames"]),
-        "imagery_png": _strip(row["imagery"]) if row["imagery"] else None,
     }

@@ -95,45 +95,136 @@ def _mark_imagery(text: str, as_html: bool) -> str:
     return text.replace("<|latent_pad|>", "z ")
 
 
-def _percent_table(data: dict, names: list, tasks: list, as_html: bool) -> str:
-    """`data[name][task]` (fractions) as a task x model table of percentages, in markdown or HTML."""
-    head = [LABELS[n] for n in names]
-    rows = [[t] + [f"{data[n].get(t, float('nan')) * 100:.1f}" for n in names] for t in tasks]
+def _table(head: list[str], rows: list[list[str]], as_html: bool) -> str:
+    """A table in markdown or HTML."""
     if as_html:
-        cells = "".join(f"<th>{h}</th>" for h in ["task", *head])
-        body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+        cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
         return f"<table><tr>{cells}</tr>{body}</table>"
-    lines = ["| task | " + " | ".join(head) + " |", "|" + "---|" * (len(names) + 1)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def _percent_table(data: dict, names: list, tasks: list, as_html: bool) -> str:
+    """`data[name][task]` (fractions) as a task x model table of percentages, in markdown or HTML."""
+    rows = [[t] + [f"{data[n].get(t, float('nan')) * 100:.1f}" for n in names] for t in tasks]
+    return _table(["task", *[LABELS[n] for n in names]], rows, as_html)
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f}"
+
+
+def _interval(low_high) -> str:
+    return f"[{low_high[0] * 100:.1f}, {low_high[1] * 100:.1f}]"
+
+
+def _effect_cell(effect: dict, seeds: int) -> str:
+    """A control's `accuracy (difference [95% CI])` in %, and with several seeds in how many its own CI excludes 0."""
+    cell = f"{_pct(effect['accuracy'])} ({effect['difference'] * 100:+.1f} {_interval(effect['difference_ci95'])}"
+    if seeds > 1:
+        cell += f"; {effect.get('seeds_excluding_zero', 0)}/{seeds} seeds"
+    return cell + ")"
+
+
+def _tables(summary: dict, tasks: list, as_html: bool) -> list[tuple[str, str]]:
+    """The report's `(caption, table)` pairs: accuracy with intervals, the spread over seeds, the blind baseline, the
+    latent interventions and the paired model comparisons (each where the summary has them)."""
+    names = [n for n in LABELS if n in summary and n != "chance"]
+    seeds = len(summary.get("seeds", [0]))
+    over = f", mean over {seeds} training seeds" if seeds > 1 else ""
+    ci = summary.get("ci95", {})
+    rows = [
+        [t, _pct(summary["chance"][t])]
+        + [f"{_pct(summary[n][t])} {_interval(ci[n][t])}" if n in ci else _pct(summary[n][t]) for n in names]
+        for t in tasks
+    ]
+    out = [
+        (
+            f"Accuracy (%){over} [95% bootstrap interval over questions]:",
+            _table(["task", "chance", *[LABELS[n] for n in names]], rows, as_html),
+        )
+    ]
+    if seeds > 1 and "spread" in summary:
+        rows = [[t] + [_spread_cell(summary["spread"][n][t]) for n in names] for t in tasks]
+        out.append(
+            (
+                f"Spread over the {seeds} training seeds {summary['seeds']}: mean ± std (min-max), %:",
+                _table(["task", *[LABELS[n] for n in names]], rows, as_html),
+            )
+        )
+    if summary.get("blind"):
+        blind = summary["blind"]
+        rows = [[t] + [_effect_cell(blind[n][t], seeds) for n in names if n in blind] for t in tasks]
+        out.append(
+            (
+                "Blind baseline (mid-grey frames): accuracy (%) and its difference to the real run [95% paired "
+                "bootstrap interval]:",
+                _table(["task", *[LABELS[n] for n in names if n in blind]], rows, as_html),
+            )
+        )
+    rows = [
+        [LABELS[n], f"latents: {i}"] + [_effect_cell(effects[t], seeds) for t in tasks]
+        for n, by in summary.get("interventions", {}).items()
+        for i, effects in by.items()
+    ]
+    if rows:
+        out.append(
+            (
+                "Latent interventions at the imagery slots: accuracy (%) and its difference to the real run [95% "
+                "paired bootstrap interval]" + ("; seeds whose own interval excludes 0" if seeds > 1 else "") + ":",
+                _table(["model", "control", *tasks], rows, as_html),
+            )
+        )
+    rows = [
+        [" - ".join(LABELS[n] for n in pair.split(" - "))]
+        + [f"{d[t]['difference'] * 100:+.1f} {_interval(d[t]['difference_ci95'])}" for t in tasks]
+        for pair, d in summary.get("comparisons", {}).items()
+    ]
+    if rows:
+        out.append(
+            (
+                "Paired differences between models (points) [95% paired bootstrap interval]:",
+                _table(["difference", *tasks], rows, as_html),
+            )
+        )
+    return out
+
+
+def _spread_cell(spread: dict) -> str:
+    return f"{_pct(spread['mean'])} ± {_pct(spread['std'])} ({_pct(spread['min'])}-{_pct(spread['max'])})"
+
+
 def write_report(
-    root: Path, cfg: QuickstartConfig, results: dict, trace: dict | None, timings: dict, named: dict | None = None
+    root: Path, cfg: QuickstartConfig, summary: dict, trace: dict | None, timings: dict, loss_root: Path | None = None
 ) -> None:
+    """`report.md`, `report.html` and `figures/` under `root` from `summary.json`'s content (`summary`); the loss plot
+    shows the training logs under `loss_root` (default `root`; the first seed's folder with several seeds)."""
     fig_dir = root / "figures"
     fig_dir.mkdir(exist_ok=True)
-    loss_png = plot_losses(root, fig_dir / "losses.png")
-    acc_png = plot_accuracy(results, fig_dir / "accuracy.png")
-    tasks = [t for t in results["chance"] if t != "all"] + ["all"]
-    names = [n for n in LABELS if n in results]
+    loss_png = plot_losses(loss_root or root, fig_dir / "losses.png")
+    acc_png = plot_accuracy(summary, fig_dir / "accuracy.png")
+    tasks = [t for t in summary["chance"] if t != "all"] + ["all"]
+    named = summary.get("answer_text_accuracy")
     diagnostic = (
         "Diagnostic (not the headline): % of answers that name the correct option's text, whatever their letter. A gap "
-        "to the table above means the model saw the motion but did not map it to the shuffled letter."
+        "to the accuracy means the model saw the motion but did not map it to the shuffled letter."
     )
-    verdict = _verdict(results, named)
+    verdict = _verdict(summary, named)
+    intro = (
+        "Tiny Qwen2.5-VL trained from random weights (after an option-reading warm-up, which is the 'untrained' "
+        "model) on synthetic 4D-world clips, evaluated on held-out SynthDSR (strict answer parsing)."
+    )
     md = [
         "# thinker4d quickstart report",
         "",
-        "Tiny Qwen2.5-VL trained from random weights (after an option-reading warm-up, which is the 'untrained' "
-        "model) on synthetic 4D-world clips, evaluated on held-out SynthDSR (strict answer parsing; accuracy in %). "
-        "Settings: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items()) + ".",
-        "",
-        _percent_table(results, names, tasks, as_html=False),
+        intro + " Settings: " + ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items()) + ".",
         "",
         verdict,
-        "",
-        f"![accuracy](figures/{acc_png.name})",
     ]
+    for caption, table in _tables(summary, tasks, as_html=False):
+        md += ["", caption, "", table]
+    md += ["", f"![accuracy](figures/{acc_png.name})"]
     if named:
         md += ["", diagnostic, "", _percent_table(named, list(named), tasks, as_html=False)]
     if loss_png:
@@ -141,17 +232,14 @@ def write_report(
     if trace:
         md += [
             "",
-            "## One reasoning trace (DIFT + 4DRL model, a training clip)",
+            f"## {_trace_title(trace)}",
             "",
             f"Question: {trace['question']}",
             "",
             "Options: " + "; ".join(trace["options"]) + f" (correct: {trace['answer']})",
             "",
-            "Reference CoT (imagery targets = the overlays, in order):",
-            "",
-            "> " + trace["reference_cot"],
-            "",
-            f"Generated ({trace['imagery_blocks']} imagery blocks; each z is a fed-back hidden state):",
+            f"Generated ({trace['imagery_blocks']} imagery blocks; each z is a fed-back hidden state; "
+            f"{_trace_outcome(trace)}):",
             "",
             "> " + _mark_imagery(trace["generated"], as_html=False),
         ]
@@ -161,33 +249,22 @@ def write_report(
     def img(path):
         return f'<img src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}">' if path else ""
 
-    body = [
-        "<h1>thinker4d quickstart report</h1>",
-        "<p>Tiny Qwen2.5-VL trained from random weights (after an option-reading warm-up, which is the 'untrained' "
-        "model) on synthetic 4D-world clips, evaluated on held-out SynthDSR (strict answer parsing; accuracy in %).</p>",
-        _percent_table(results, names, tasks, as_html=True),
-        f"<p>{html.escape(verdict)}</p>",
-    ]
+    body = ["<h1>thinker4d quickstart report</h1>", f"<p>{html.escape(intro)}</p>", f"<p>{html.escape(verdict)}</p>"]
+    for caption, table in _tables(summary, tasks, as_html=True):
+        body += [f"<p>{html.escape(caption)}</p>", table]
     if named:
         body += [f"<p>{html.escape(diagnostic)}</p>", _percent_table(named, list(named), tasks, as_html=True)]
     body += [img(acc_png), img(loss_png)]
     if trace:
         body += [
-            "<h2>One reasoning trace (DIFT + 4DRL model, a training clip)</h2>",
+            f"<h2>{html.escape(_trace_title(trace))}</h2>",
             f"<p><b>Question:</b> {html.escape(trace['question'])}<br><b>Options:</b> "
             + html.escape("; ".join(trace["options"]))
             + f" (correct: {trace['answer']})</p>",
             "<p><b>Frames</b></p>",
             f'<img src="data:image/png;base64,{trace["frames_png"]}">',
-        ]
-        if trace["imagery_png"]:
-            body += [
-                "<p><b>Overlays (the imagery targets)</b></p>",
-                f'<img src="data:image/png;base64,{trace["imagery_png"]}">',
-            ]
-        body += [
-            f"<p><b>Reference CoT:</b> {html.escape(trace['reference_cot'])}</p>",
-            f"<p><b>Generated</b> ({trace['imagery_blocks']} imagery blocks; each z is a fed-back hidden state):<br>"
+            f"<p><b>Generated</b> ({trace['imagery_blocks']} imagery blocks; each z is a fed-back hidden state; "
+            f"{html.escape(_trace_outcome(trace))}):<br>"
             f'<span class="gen">{_mark_imagery(trace["generated"], as_html=True)}</span></p>',
         ]
     style = (
@@ -200,11 +277,25 @@ def write_report(
     )
 
 
+def _trace_title(trace: dict) -> str:
+    return f"One reasoning trace ({LABELS[trace['model']]} model, held-out SynthDSR question {trace['id']})"
+
+
+def _trace_outcome(trace: dict) -> str:
+    return f"parsed answer {trace['pred'] or 'none'}, " + ("correct" if trace["hit"] else "wrong")
+
+
 def _verdict(results: dict, named: dict | None = None) -> str:
-    chance = results["chance"].get("camera_motion")
-    dift = results.get("dift", {}).get("camera_motion")
-    text = results.get("text_cot", {}).get("camera_motion")
+    """The report's verdict, computed from `results` (`summary.json`'s content: the accuracies, and where present the
+    `seeds`, `comparisons`, `blind` and `interventions` with their 95% intervals) and the answer-text diagnostic."""
+    task = "camera_motion"
+    chance = results["chance"].get(task)
+    dift = results.get("dift", {}).get(task)
+    text = results.get("text_cot", {}).get(task)
     parts = []
+    seeds = results.get("seeds", [])
+    if len(seeds) > 1:
+        parts.append(f"Accuracies are means over {len(seeds)} training seeds; the intervals are over questions.")
     if chance is not None and dift is not None:
         gap = (dift - chance) * 100
         parts.append(
@@ -219,14 +310,27 @@ def _verdict(results: dict, named: dict | None = None) -> str:
                 f"At this scale DIFT does not beat the text-only CoT baseline on camera motion ({text * 100:.1f}%): "
                 "the imagery supervision did not help here."
             )
-    rl = results.get("dift_grpo", {}).get("camera_motion")
+    comparison = results.get("comparisons", {}).get("dift - text_cot", {}).get(task)
+    if comparison:
+        parts.append(f"DIFT minus text CoT on camera motion: {_difference_words(comparison)}.")
+    blind = results.get("blind", {}).get("dift", {}).get(task)
+    if blind:
+        beats = blind["difference_ci95"][1] < 0
+        parts.append(
+            f"Blind frames score {blind['accuracy'] * 100:.1f}% with DIFT on camera motion, a change of "
+            f"{_difference_words(blind)}, so DIFT {'beats' if beats else 'does not beat'} its blind baseline."
+        )
+    for model, who in (("dift", "DIFT"), ("probe_dift", "the imagery-only probe's DIFT model")):
+        parts += _intervention_sentence(results.get("interventions", {}).get(model, {}), who, task)
+    parts += _probe_sentence(results, task)
+    rl = results.get("dift_grpo", {}).get(task)
     if dift is not None and rl is not None:
         parts.append(
             f"After the 4DRL phase, DIFT + 4DRL scores {rl * 100:.1f}% on camera motion ({(rl - dift) * 100:+.1f} "
             "points)."
         )
-    if named and "dift" in named and named["dift"].get("camera_motion") is not None:
-        right_name = named["dift"]["camera_motion"]
+    if named and "dift" in named and named["dift"].get(task) is not None:
+        right_name = named["dift"][task]
         parts.append(
             f"The DIFT model names the correct camera motion in {right_name * 100:.0f}% of its answers (diagnostic "
             "table below)"
@@ -237,3 +341,47 @@ def _verdict(results: dict, named: dict | None = None) -> str:
             )
         )
     return " ".join(parts)
+
+
+def _difference_words(effect: dict) -> str:
+    low, high = effect["difference_ci95"]
+    where = "excludes 0" if low > 0 or high < 0 else "includes 0"
+    return f"{effect['difference'] * 100:+.1f} points (95% CI {low * 100:+.1f} to {high * 100:+.1f}, which {where})"
+
+
+def _intervention_sentence(by_intervention: dict, who: str, task: str) -> list[str]:
+    """One sentence on `who`'s latent interventions: each one's difference, and whether any drop's CI excludes 0."""
+    effects = {i: e[task] for i, e in by_intervention.items() if task in e}
+    if not effects:
+        return []
+    listed = ", ".join(
+        f"{i} {e['difference'] * 100:+.1f} ({e['difference_ci95'][0] * 100:+.1f} to {e['difference_ci95'][1] * 100:+.1f})"
+        for i, e in effects.items()
+    )
+    drops = [i for i, e in effects.items() if e["difference_ci95"][1] < 0]
+    if drops:
+        end = f"the drop under {' and '.join(drops)} excludes 0, so its answers use the latents"
+    else:
+        end = "no drop's interval excludes 0, so these controls do not show that its answers use the latents"
+    return [f"Replacing the latents of {who} changes camera-motion accuracy by {listed} points (95% CI): {end}."]
+
+
+def _probe_sentence(results: dict, task: str) -> list[str]:
+    """The imagery-only probe: DIFT vs text CoT on the same imagery-only CoTs (and raw QA), with the paired CI."""
+    probe = results.get("comparisons", {}).get("probe_dift - probe_text_cot", {}).get(task)
+    if not probe:
+        return []
+    dift, text = results["probe_dift"][task], results["probe_text_cot"][task]
+    raw = results.get("raw_qa", {}).get(task)
+    low, high = probe["difference_ci95"]
+    if low > 0:
+        end = "the latents carry information the answer uses"
+    elif high < 0:
+        end = "the same CoT without imagery blocks does better, so the latents do not help the answer here"
+    else:
+        end = "the probe does not show that the latents carry information the answer uses"
+    raw_words = f" (raw-QA SFT {raw * 100:.1f}%)" if raw is not None else ""
+    return [
+        f"Imagery-only probe on camera motion: DIFT {dift * 100:.1f}% vs text CoT {text * 100:.1f}% on the same CoTs "
+        f"without imagery blocks{raw_words}, {_difference_words(probe)}: {end}."
+    ]

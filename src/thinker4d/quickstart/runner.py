@@ -1,5 +1,8 @@
 """[`run_quickstart`]: every stage in order, reusing the finished ones, then `summary.json` and the report.
 
+With `seeds > 1` every training seed's stages (`init` to the evaluations) go into `seed_<s>/`, which also gets that
+seed's `summary.json`; the data and SynthDSR are shared. With one seed they sit in the output folder itself.
+
 The terminal gets one line per stage, one progress bar per training stage (its log dicts go to
 `train_<model>/log_history.jsonl`, [`thinker4d.trainers.TrainingProgressCallback`]) and the evaluation bars; the
 progress bars of datasets and transformers (every `.map`, loading and writing weights) are off during the run.
@@ -9,25 +12,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import shutil
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .config import CACHE_DIR, LABELS, QuickstartConfig
-from .evaluation import (
-    answer_text_accuracy,
-    chance_accuracy,
-    control_results,
-    interventions,
-    reasoning_trace,
-    stage_eval,
-)
+from .aggregate import summarize
+from .config import CACHE_DIR, LABELS, PROBE_MODELS, QuickstartConfig
+from .evaluation import answer_text_accuracy, chance_accuracy, interventions, reasoning_trace, stage_eval
 from .report import write_report
 from .stages import (
     Stage,
+    _check_same_rows,
     _drop_map_caches,
     _load_train,
     _settings_guard,
@@ -37,9 +34,6 @@ from .stages import (
     stage_synthdsr,
 )
 from .training import stage_grpo, stage_train
-
-
-logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -60,22 +54,51 @@ def _library_bars_off():
             hf_logging.enable_progress_bar()
 
 
+def training_seeds(cfg: QuickstartConfig) -> list[int]:
+    return [cfg.seed + i for i in range(cfg.seeds)]
+
+
+def _prefix(cfg: QuickstartConfig, seed: int) -> str:
+    """Where one training seed's stages go, relative to the output folder."""
+    return "" if cfg.seeds == 1 else f"seed_{seed}/"
+
+
+def _trained(cfg: QuickstartConfig) -> list[str]:
+    """The supervised models, in training order (after the warm-up, which they start from)."""
+    return ["raw_qa", "text_cot", "dift", *PROBE_MODELS * cfg.probe]
+
+
+def _evaluated(cfg: QuickstartConfig) -> list[str]:
+    return [
+        "untrained",
+        "raw_qa",
+        "text_cot",
+        "dift",
+        *["dift_grpo"] * (cfg.grpo_steps > 0),
+        *PROBE_MODELS * cfg.probe,
+    ]
+
+
 def _stage_plan(cfg: QuickstartConfig) -> dict[str, str]:
     """Every stage this run goes through, in order, with what it does (one terminal line each)."""
-    trained = ["warmup"] * (cfg.warmup_steps > 0) + ["raw_qa", "text_cot", "dift"]
     plan = {
         "data": f"4D CoT synthesis from {cfg.train_clips} synthetic clips",
         "synthdsr": f"{cfg.eval_questions} held-out SynthDSR questions",
-        "init": "tiny Qwen2.5-VL and its BPE tokenizer",
     }
-    for name in trained:
-        steps = cfg.warmup_steps if name == "warmup" else cfg.sft_steps
-        plan[f"train_{name}"] = f"{LABELS[name]}, {steps} steps"
-    if cfg.grpo_steps > 0:
-        plan["train_dift_grpo"] = f"{LABELS['dift_grpo']}, {cfg.grpo_steps} steps"
-    for name in ["untrained", "raw_qa", "text_cot", "dift"] + ["dift_grpo"] * (cfg.grpo_steps > 0):
-        controls = ", ".join(["blind", *interventions(name, cfg)])
-        plan[f"eval_{name}"] = f"{LABELS[name]} on SynthDSR, then the controls ({controls})"
+    if cfg.probe:
+        plan["data_imagery_only"] = f"imagery-only CoTs of the same {cfg.train_clips} clips (the probe's data)"
+    for seed in training_seeds(cfg):
+        pre = _prefix(cfg, seed)
+        of_seed = f" (training seed {seed})" if pre else ""
+        plan[pre + "init"] = "tiny Qwen2.5-VL and its BPE tokenizer" + of_seed
+        for name in ["warmup"] * (cfg.warmup_steps > 0) + _trained(cfg):
+            steps = cfg.warmup_steps if name == "warmup" else cfg.sft_steps
+            plan[f"{pre}train_{name}"] = f"{LABELS[name]}, {steps} steps"
+        if cfg.grpo_steps > 0:
+            plan[f"{pre}train_dift_grpo"] = f"{LABELS['dift_grpo']}, {cfg.grpo_steps} steps"
+        for name in _evaluated(cfg):
+            controls = ", ".join(["blind", *interventions(name, cfg)])
+            plan[f"{pre}eval_{name}"] = f"{LABELS[name]} on SynthDSR, then the controls ({controls})"
     return plan
 
 
@@ -88,6 +111,12 @@ def run_quickstart(
     _settings_guard(root, cfg)
     with _library_bars_off():
         return _run(cfg, root)
+
+
+def _write_json(path: Path, content: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(content, indent=2))
+    os.replace(tmp, path)
 
 
 def _run(cfg: QuickstartConfig, root: Path) -> dict:
@@ -120,48 +149,51 @@ def _run(cfg: QuickstartConfig, root: Path) -> dict:
     # The Arrow copy of the training data and the caches of every `.map` on it (pre-encoded videos: about 0.7 GB per
     # trained model) live in the output folder, not in the user's datasets cache, and go when they are no longer needed.
     cache_dir = root / CACHE_DIR
-    train = _load_train(data_dir, cache_dir)
-    init_dir = timed("init", stage_init, root, cfg, train)
-    from transformers import AutoProcessor
+    train = {"compact": _load_train(data_dir, cache_dir)}
+    if cfg.probe:
+        probe_dir = timed("data_imagery_only", stage_data, root, cfg, "imagery_only")
+        train["imagery_only"] = _load_train(probe_dir, cache_dir)
+        _check_same_rows(train["compact"], train["imagery_only"], probe_dir)
+    chance = chance_accuracy(bench_dir)
+    budget, seed_roots, named = None, [], {}
+    for seed in training_seeds(cfg):
+        pre, seed_cfg = _prefix(cfg, seed), dataclasses.replace(cfg, seed=seed)
+        seed_root = root / pre if pre else root
+        init_dir = timed(pre + "init", stage_init, seed_root, seed_cfg, train["compact"])
+        if budget is None:  # the same tokenizer for every seed (learned from the same texts)
+            from transformers import AutoProcessor
 
-    budget = _token_budget(train, AutoProcessor.from_pretrained(str(init_dir)), cfg)
-    if cfg.warmup_steps > 0:
-        init_dir = timed("train_warmup", stage_train, root, cfg, "warmup", init_dir, train)
-        _drop_map_caches(train)
-    models = {"untrained": init_dir}
-    for name in ("raw_qa", "text_cot", "dift"):
-        models[name] = timed(f"train_{name}", stage_train, root, cfg, name, init_dir, train)
-        _drop_map_caches(train)
-    if cfg.grpo_steps > 0:
-        models["dift_grpo"] = timed("train_dift_grpo", stage_grpo, root, cfg, models["dift"], train, budget)
-        _drop_map_caches(train)
-
-    results = {"chance": chance_accuracy(bench_dir)}
-    summaries, named, controls = {}, {}, {}
-    for name, model_dir in models.items():
-        summary = timed(f"eval_{name}", stage_eval, root, cfg, name, model_dir, bench_dir, budget)
-        summaries[name] = summary
-        results[name] = dict(summary["subtask_accuracy"], all=summary["accuracy"])
-        named[name] = answer_text_accuracy(root / f"eval_{name}" / "run", bench_dir)
-        controls[name] = control_results(root, name)
-    trace = None
-    final = models.get("dift_grpo", models["dift"])
-    try:
-        trace = reasoning_trace(root, final, train, budget)
-    except StopIteration:
-        logger.warning("No camera-motion training row to show as a reasoning trace.")
-    summary = dict(results)
+            budget = _token_budget(train["compact"], AutoProcessor.from_pretrained(str(init_dir)), cfg)
+        if cfg.warmup_steps > 0:
+            init_dir = timed(
+                pre + "train_warmup", stage_train, seed_root, seed_cfg, "warmup", init_dir, train["compact"]
+            )
+            _drop_map_caches(train["compact"])
+        models = {"untrained": init_dir}
+        for name in _trained(cfg):
+            rows = train["imagery_only" if name in PROBE_MODELS else "compact"]
+            models[name] = timed(f"{pre}train_{name}", stage_train, seed_root, seed_cfg, name, init_dir, rows)
+            _drop_map_caches(rows)
+        if cfg.grpo_steps > 0:
+            models["dift_grpo"] = timed(
+                pre + "train_dift_grpo", stage_grpo, seed_root, seed_cfg, models["dift"], train["compact"], budget
+            )
+            _drop_map_caches(train["compact"])
+        for name in _evaluated(cfg):
+            timed(f"{pre}eval_{name}", stage_eval, seed_root, seed_cfg, name, models[name], bench_dir, budget)
+            named.setdefault(name, []).append(answer_text_accuracy(seed_root / f"eval_{name}" / "run", bench_dir))
+        if pre:  # this seed's own numbers, kept beside its stages
+            one = summarize([seed_root], _evaluated(cfg), chance, {n: v[-1:] for n, v in named.items()})
+            _write_json(seed_root / "summary.json", dict(one, seed=seed))
+        seed_roots.append(seed_root)
+    summary = summarize(seed_roots, _evaluated(cfg), chance, named)
+    final = "dift_grpo" if cfg.grpo_steps > 0 else "dift"
+    trace = reasoning_trace(seed_roots[0], final, bench_dir)
+    summary["seeds"] = training_seeds(cfg)
     summary["settings"] = dataclasses.asdict(cfg)
-    summary["eval_errors"] = {n: s.get("errors", 0) for n, s in summaries.items()}
-    summary["answer_text_accuracy"] = named
-    summary["ci95"] = {n: c["ci95"] for n, c in controls.items()}
-    summary["blind"] = {n: c["blind"] for n, c in controls.items()}
-    summary["interventions"] = {n: c["interventions"] for n, c in controls.items() if c["interventions"]}
     summary["timings_s"] = timings
     summary["reused_stages"] = reused
-    tmp = root / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, root / "summary.json")
-    write_report(root, cfg, results, trace, timings, named)
+    _write_json(root / "summary.json", summary)
+    write_report(root, cfg, summary, trace, timings, seed_roots[0])
     shutil.rmtree(cache_dir, ignore_errors=True)
     return summary

@@ -45,7 +45,9 @@ def _settings_guard(root: Path, cfg: QuickstartConfig) -> None:
     path = root / "quickstart_config.json"
     current = dataclasses.asdict(cfg)
     if path.is_file():
-        previous = json.loads(path.read_text())
+        # A setting added after the folder was written counts as its default there (the run it describes).
+        defaults = dataclasses.asdict(QuickstartConfig())
+        previous = {**{k: defaults[k] for k in current}, **json.loads(path.read_text())}
         if previous != current:
             changed = sorted(k for k in current if previous.get(k) != current[k])
             raise ValueError(
@@ -58,10 +60,12 @@ def _settings_guard(root: Path, cfg: QuickstartConfig) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------- stages
-def stage_data(root: Path, cfg: QuickstartConfig) -> Path:
+def stage_data(root: Path, cfg: QuickstartConfig, cot_style: str = "compact") -> Path:
+    """The training data (`data/`), or with `cot_style="imagery_only"` the imagery-only probe's (`data_imagery_only/`:
+    the same clips and questions, other CoTs)."""
     from thinker4d.data.pipeline import SynthesisConfig, run_synthesis
 
-    stage = Stage(root, "data")
+    stage = Stage(root, "data" if cot_style == "compact" else f"data_{cot_style}")
     if not stage.done:
         synth = SynthesisConfig(
             world_num_clips=cfg.train_clips,
@@ -72,7 +76,7 @@ def stage_data(root: Path, cfg: QuickstartConfig) -> Path:
             world_camera_motions=list(cfg.camera_motions),
             max_frames=cfg.num_frames,
             tasks=list(cfg.tasks),
-            cot_style="compact",
+            cot_style=cot_style,
             seed=cfg.seed,
         )
         report = run_synthesis(synth, stage.dir / "dataset", resume=True, progress=False)
@@ -104,6 +108,19 @@ def _load_train(data_dir: Path, cache_dir: Path | None = None):
     from thinker4d.datasets_io import load_thinker4d_dataset
 
     return load_thinker4d_dataset(data_dir, split="train", cache_dir=cache_dir)
+
+
+def _check_same_rows(train, probe, probe_dir: Path) -> None:
+    """The imagery-only probe must see the training rows (ids, options, answers, overlays) with other CoTs only."""
+    keys = ["id", "options", "answer"]
+    a, b = train.select_columns(keys), probe.select_columns(keys)
+    # The validator keeps a CoT only with one `<imagery>` per overlay, so equal marker counts mean equal overlays.
+    markers = [[c.count("<imagery>") for c in ds["cot"]] for ds in (train, probe)]
+    if len(a) != len(b) or a[:] != b[:] or markers[0] != markers[1]:
+        raise ValueError(
+            f"{probe_dir} does not hold the same rows as the training data (ids, options, answers, overlays); delete "
+            "that folder and rerun to synthesize it again."
+        )
 
 
 def _drop_map_caches(train) -> None:

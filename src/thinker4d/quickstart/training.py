@@ -13,7 +13,8 @@ from .warmup import option_order_variants, option_reading_rows
 
 
 def stage_train(root: Path, cfg: QuickstartConfig, name: str, init_dir: Path, train) -> Path:
-    """Supervised training of one variant (`raw_qa`, `text_cot`, `dift`, or the `warmup`) from `init_dir`."""
+    """Supervised training of one variant (`raw_qa`, `text_cot`, `dift`, the probe's `probe_text_cot` and
+    `probe_dift` on the imagery-only rows, or the `warmup`) from `init_dir`."""
     stage = Stage(root, f"train_{name}")
     out = stage.dir / "model"
     if stage.done:
@@ -47,9 +48,9 @@ def stage_train(root: Path, cfg: QuickstartConfig, name: str, init_dir: Path, tr
         activation_checkpointing=False,
         dataloader_num_workers=0,
         pre_encode=True,
-        cache_imagery_targets=name == "dift",
+        cache_imagery_targets=TRAINED[name] == "dift",
         # Slot vectors on the token-embedding scale, in training and decoding alike (see DIFTConfig.latent_norm).
-        latent_norm="embedding" if name == "dift" else None,
+        latent_norm="embedding" if TRAINED[name] == "dift" else None,
     )
     if name == "warmup":
         from datasets import concatenate_datasets
