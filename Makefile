@@ -1,6 +1,6 @@
 .PHONY: style quality test bench test-vllm bench-vllm
 
-check_dirs := src tests tests_vllm benchmarks examples
+check_dirs := src tests tests_vllm tests_lmms benchmarks examples
 
 style:
 	ruff format $(check_dirs)

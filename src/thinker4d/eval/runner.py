@@ -68,7 +68,7 @@ def _decode(processor, sequences, prompt_len: int, eos_ids: set[int], pad_id: in
     return texts
 
 
-class _FrameLoader:
+class FrameLoader:
     """Decodes (or fetches) each example's frames once per process; keeps the last few in memory."""
 
     def __init__(self, config: EvalConfig):
@@ -103,13 +103,23 @@ class _FrameLoader:
 def _generate(model, processor, task: Task, batch: list[tuple[Example, int]], videos, config: EvalConfig, mean=None):
     """Completions of a batch, and per row what the latent decoder reports: `(texts, infos)`, each info `None` for a
     model that feeds back no latents, else `{"latent_slots", "intervened_slots", "latents"}`."""
+    first = batch[0]
+    seed = config.seed * 1_000_003 + first[0].index * 101 + first[1]
+    return generate_batch(model, processor, [task.messages(ex) for ex, _ in batch], videos, config, seed, mean)
+
+
+def generate_batch(model, processor, messages: list[list[dict]], videos, config: EvalConfig, seed: int = 0, mean=None):
+    """Generates one completion per chat in `messages` (each with one `{"type": "video"}` entry, filled from `videos`,
+    a list of `(frames THWC uint8, fps)`), left-padded in one `generate` call with the settings of `config`.
+
+    `seed` seeds sampling and the `"gaussian"` intervention. Returns `(texts, infos)` as the runner records them.
+    The lmms-eval model (`thinker4d.lmms`) generates through this function too, so both harnesses decode alike.
+    """
     import torch
 
     from ..prompting import video_kwargs
 
-    texts = [
-        processor.apply_chat_template(task.messages(ex), add_generation_prompt=True, tokenize=False) for ex, _ in batch
-    ]
+    texts = [processor.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in messages]
     inputs = processor(
         text=texts,
         padding=True,
@@ -128,8 +138,7 @@ def _generate(model, processor, task: Task, batch: list[tuple[Example, int]], vi
     else:
         kwargs.update(temperature=None, top_p=None, top_k=None)
     if config.sampling or config.latent_intervention == "gaussian":
-        first = batch[0]
-        torch.manual_seed(config.seed * 1_000_003 + first[0].index * 101 + first[1])
+        torch.manual_seed(seed)
     latent = is_latent_model(model)
     if latent:
         kwargs["return_dict_in_generate"] = True
@@ -148,7 +157,7 @@ def _generate(model, processor, task: Task, batch: list[tuple[Example, int]], vi
     return texts, infos
 
 
-def _record(
+def result_record(
     ex: Example, sample: int, raw: str | None, error: str | None, task: Task, info: dict | None = None
 ) -> dict:
     """One result row in the design-doc layout (`index, id, task, gt, pred, raw, hit, error`) plus `sample`, the
@@ -231,7 +240,7 @@ def evaluate_model(
     logger.info("%d of %d rows done; %d to go on this process.", len(done), len(units), len(mine))
 
     processor.tokenizer.padding_side = "left"
-    frames = _FrameLoader(config)
+    frames = FrameLoader(config)
     part = out / PARTS / f"rank{state.process_index}.jsonl"
     # a run without intervention records the mean fed-back vector: the calibration of another run's "mean" control
     sums = None
@@ -247,7 +256,7 @@ def evaluate_model(
         pending = []
         for ex, s in mine:
             if ex.error:
-                write(_record(ex, s, None, ex.error, task))
+                write(result_record(ex, s, None, ex.error, task))
             else:
                 pending.append((ex, s))
         bar = tqdm(total=len(pending), desc=f"eval {task.name}", disable=not state.is_main_process)
@@ -259,7 +268,7 @@ def evaluate_model(
                     batch.append((ex, s))
                 except Exception as e:  # VideoError carries its reason; anything else is an unreadable video
                     reason = getattr(e, "reason", None)
-                    write(_record(ex, s, None, str(e) if reason else f"unreadable_video: {e}", task))
+                    write(result_record(ex, s, None, str(e) if reason else f"unreadable_video: {e}", task))
             results = _run_batch(model, processor, task, batch, videos, config, mean)
             if sums is not None:  # before the rows, so that a crash in between cannot leave a row uncounted
                 sums.add(
@@ -284,12 +293,12 @@ def _run_batch(model, processor, task, batch, videos, config, mean=None) -> list
         return []
     try:
         raws, infos = _generate(model, processor, task, batch, videos, config, mean)
-        return [(_record(ex, s, raw, None, task, i), i) for (ex, s), raw, i in zip(batch, raws, infos)]
+        return [(result_record(ex, s, raw, None, task, i), i) for (ex, s), raw, i in zip(batch, raws, infos)]
     except Exception as e:
         if len(batch) == 1:
             logger.warning("Generation failed for row %d: %s", batch[0][0].index, e)
             error = f"generation_error: {type(e).__name__}: {e}"
-            return [(_record(batch[0][0], batch[0][1], None, error, task), None)]
+            return [(result_record(batch[0][0], batch[0][1], None, error, task), None)]
         out = []
         for item, video in zip(batch, videos):
             out.extend(_run_batch(model, processor, task, [item], [video], config, mean))
@@ -340,4 +349,14 @@ def run_evaluation(
     return evaluate_model(net, processor, task, examples, output_dir, config, model_name=model, data=data, state=state)
 
 
-__all__ = ["EvalConfig", "blind_frames", "evaluate_model", "load_latent_mean", "run_evaluation", "shard"]
+__all__ = [
+    "EvalConfig",
+    "blind_frames",
+    "evaluate_model",
+    "FrameLoader",
+    "generate_batch",
+    "load_latent_mean",
+    "result_record",
+    "run_evaluation",
+    "shard",
+]
