@@ -369,8 +369,8 @@ def test_config_validation(tmp_path):
 
         return Config(out, use_cpu=True, bf16=False, report_to="none", **kw)
 
-    with pytest.raises(ValueError, match="cannot generate with vLLM"):
-        LatentGRPOConfig(str(tmp_path), use_vllm=True)
+    with pytest.raises(ValueError, match=r"use_vllm=True \(thinker4d's vLLM backend\): vllm_mode='server'"):
+        LatentGRPOConfig(str(tmp_path), use_vllm=True, vllm_mode="server")
     with pytest.raises(ValueError, match="max_imagery_blocks must be >= 0"):
         LatentGRPOConfig(str(tmp_path), max_imagery_blocks=-1)
     with pytest.raises(ValueError, match="on_imagery_limit must be 'suppress' or 'error'"):

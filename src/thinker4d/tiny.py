@@ -261,3 +261,37 @@ def build_tiny_model(backbone: str = "qwen2_5_vl", processor=None, seed: int = 0
         torch.manual_seed(seed)
         model = cls(config)
     return model.eval()
+
+
+def build_tiny_text_latent_model(tokenizer, seed: int = 0, latent_size: int = 3, latent_norm: float | None = 4.0):
+    """A random-weight text-only `Qwen2ForCausalLM` whose config carries the latent fields, and its tokenizer with the
+    three latent tokens added: the kind of model thinker4d's vLLM backend decodes and `LatentGRPOTrainer` trains
+    with `use_vllm=True`.
+
+    Example:
+
+    ```python
+    >>> from thinker4d.tiny import build_tiny_text_latent_model, build_tiny_tokenizer
+    >>> model, tokenizer = build_tiny_text_latent_model(build_tiny_tokenizer())
+    >>> model.config.latent_size, model.config.latent_pad_id == tokenizer.convert_tokens_to_ids("<|latent_pad|>")
+    (3, True)
+    ```
+    """
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    tokens = ("<|latent_start|>", "<|latent_pad|>", "<|latent_end|>")  # thinker4d's latent tokens (docs/design.md)
+    tokenizer.add_special_tokens({"additional_special_tokens": list(tokens)}, replace_extra_special_tokens=False)
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in tokens}
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=32, max_position_embeddings=512, tie_word_embeddings=False,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    config.latent_size, config.latent_norm = latent_size, latent_norm
+    config.latent_start_id, config.latent_pad_id, config.latent_end_id = (
+        ids["<|latent_start|>"], ids["<|latent_pad|>"], ids["<|latent_end|>"],
+    )  # fmt: skip
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen2ForCausalLM(config)
+    return model.float().eval(), tokenizer

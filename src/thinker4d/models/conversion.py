@@ -37,23 +37,46 @@ SUPPORTED_BACKBONES = {
 THINKER4D_CLASSES = tuple(cls for _, cls in SUPPORTED_BACKBONES.values())
 
 
-def unwrap_latent_model(model):
+def unwrap_latent_model(model, text_only: bool = False):
     """The thinker4d model under DDP / `torch.compile` / PEFT wrappers, with a clear error when there is none.
 
-    Trainers call the wrapper (so gradients sync) but read the config, the latent ids and the submodules here.
+    Trainers call the wrapper (so gradients sync) but read the config, the latent ids and the submodules here. With
+    `text_only=True` a text-only causal LM whose config carries the latent fields (`latent_size`, `latent_start_id`,
+    `latent_pad_id`, `latent_end_id`; what `thinker4d.vllm` decodes) is accepted too.
     """
     m = model
     while hasattr(m, "module") or hasattr(m, "_orig_mod"):  # DDP / torch.compile wrappers
         m = getattr(m, "module", None) or m._orig_mod
     if hasattr(m, "get_base_model"):  # PEFT
         m = m.get_base_model()
+    if text_only and is_text_latent_model(m):
+        return m
     if not hasattr(m, "latent_ids"):
+        text = (
+            "A text-only causal LM needs the latent fields in its config (latent_size, latent_start_id, "
+            "latent_pad_id, latent_end_id, with the three tokens in its vocabulary) to decode imagery blocks; without "
+            "them, train it with `trl.GRPOTrainer`."
+            if text_only
+            else "A text-only causal LM has no latent imagery path (no vision tower, no latent tokens); train it with "
+            "`trl.GRPOTrainer`."
+        )
         raise ValueError(
             f"{type(m).__name__} is not a thinker4d latent model. Convert a Qwen2.5-VL / Qwen3-VL model first: "
-            "`model, processor = thinker4d.from_base(model_or_id, processor)`. A text-only causal LM has no latent "
-            "imagery path (no vision tower, no latent tokens); train it with `trl.GRPOTrainer`."
+            f"`model, processor = thinker4d.from_base(model_or_id, processor)`. {text}"
         )
     return m
+
+
+def is_text_latent_model(model) -> bool:
+    """Whether `model` is a text-only model (no vision config) whose config carries the latent token fields."""
+    config = getattr(model, "config", None)
+    fields = ("latent_size", "latent_start_id", "latent_pad_id", "latent_end_id")
+    return (
+        not hasattr(model, "latent_ids")
+        and config is not None
+        and getattr(config, "vision_config", None) is None
+        and all(getattr(config, name, None) is not None for name in fields)
+    )
 
 
 def _unsupported(what) -> ValueError:

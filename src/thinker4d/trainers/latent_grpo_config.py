@@ -39,6 +39,12 @@ class LatentGRPOConfig(GRPOConfig):
         Keep the rollout's raw logits to log how far the recomputed log-probs are from the sampling distribution
         (`sampling/latent_logp_diff/max`). Costs `batch x steps x vocab` floats per rollout: debugging only.
 
+    > vLLM rollouts
+
+    `use_vllm=True` decodes rollouts with thinker4d's vLLM backend inside trl's vLLM integration, for text-only latent
+    models, with `vllm_mode="colocate"`, `vllm_tensor_parallel_size=1` and `on_imagery_limit="suppress"` (other values
+    and `vllm_structured_outputs_regex` are refused). See docs/grpo.md for the environment it needs.
+
     > Parameters that control the video input
 
     video_fps (`float`, *optional*, defaults to `1.0`):
@@ -88,10 +94,7 @@ class LatentGRPOConfig(GRPOConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.use_vllm:
-            raise ValueError(
-                "LatentGRPOTrainer cannot generate with vLLM: latent rollouts feed hidden states back as inputs, "
-                "which vLLM does not support. Set use_vllm=False (rollouts use the model's latent generate)."
-            )
+            self._check_vllm()
         if self.use_transformers_continuous_batching:
             raise ValueError(
                 "LatentGRPOTrainer does not support use_transformers_continuous_batching; set it to False "
@@ -115,6 +118,28 @@ class LatentGRPOConfig(GRPOConfig):
                 f"generation_kwargs sets num_beams={num_beams}; latent rollouts sample one beam per completion. "
                 "Remove num_beams (GRPO samples num_generations completions instead)."
             )
+
+    def _check_vllm(self) -> None:
+        problems = []
+        if self.vllm_mode != "colocate":
+            problems.append(
+                f"vllm_mode={self.vllm_mode!r}: trl's vLLM server (`trl vllm-serve`) runs stock vLLM workers, which "
+                "cannot feed latents back nor return them; use vllm_mode='colocate'"
+            )
+        if self.vllm_tensor_parallel_size != 1:
+            problems.append(
+                f"vllm_tensor_parallel_size={self.vllm_tensor_parallel_size}: the latent vLLM runner runs one worker "
+                "per engine; use 1"
+            )
+        if self.on_imagery_limit != "suppress":
+            problems.append(
+                f"on_imagery_limit={self.on_imagery_limit!r}: the vLLM backend suppresses <|latent_start|> at the "
+                "block limit; use 'suppress'"
+            )
+        if self.vllm_structured_outputs_regex is not None:
+            problems.append("vllm_structured_outputs_regex: a grammar would fight the forced latent slots; unset it")
+        if problems:
+            raise ValueError("use_vllm=True (thinker4d's vLLM backend): " + "; ".join(problems) + ".")
 
 
 __all__ = ["LatentGRPOConfig"]

@@ -24,6 +24,7 @@ Paper: https://huggingface.co/papers/2605.05997 (4DRL). What differs from the pa
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import warnings
 from typing import Any
@@ -38,13 +39,14 @@ from trl.models import unwrap_model_for_generation
 from trl.trainer.utils import pad
 
 from thinker4d.models.conversion import unwrap_latent_model
-from thinker4d.models.generation import latent_token_ids
+from thinker4d.models.generation import latent_generate, latent_token_ids
 from thinker4d.models.modeling_thinker4d_base import build_mm_token_type_ids
 from thinker4d.rewards import DEFAULT_REWARD_WEIGHTS, accuracy_reward, format_reward
 
 from .checkpointing import load_thinker4d_checkpoint
 from .latent_grpo_config import LatentGRPOConfig
 from .latent_logps import latent_per_token_logps, sampling_logps
+from .latent_vllm import attach_latent_vllm, vllm_rollout
 from .records import write_training_record
 from .rl_rows import (
     ROW_TENSOR_KEYS,
@@ -89,12 +91,14 @@ def _to_latent_config(args: TrainingArguments) -> LatentGRPOConfig:
 class LatentGRPOTrainer(GRPOTrainer):
     r"""GRPO for thinker4d latent-imagery models (the paper's 4DRL), kept exactly on-policy through imagery blocks.
 
-    Rollouts use the model's latent `generate`; each completion keeps the latent vectors it fed back, and every
-    log-prob recompute (policy, old policy, reference) re-inserts them, so text after an imagery block is scored
-    under the context it was sampled in. Latent slots never enter the loss. Rows are docs/design.md RL rows (`question`,
-    `options`, `answer`, `frames`/`fps` or `video`), rendered with `thinker4d.prompting`, or trl's rows: a `prompt`
-    (plain text, or conversational with images in an `image` / `images` column). One data set may mix question rows
-    and conversational prompts; plain-text prompts cannot be mixed with either (trl renders a batch one way).
+    Rollouts use the model's latent `generate`, or with `use_vllm=True` (text-only latent LMs, `vllm_mode="colocate"`)
+    thinker4d's vLLM backend in trl's engine ([`~thinker4d.trainers.latent_vllm`]); each completion keeps the latent
+    vectors it fed back, and every log-prob recompute (policy, old policy, reference) re-inserts them, so text after
+    an imagery block is scored under the context it was sampled in. Latent slots never enter the loss. Rows are
+    docs/design.md RL rows (`question`, `options`, `answer`, `frames`/`fps` or `video`), rendered with
+    `thinker4d.prompting`, or trl's rows: a `prompt` (plain text, or conversational with images in an `image` /
+    `images` column). One data set may mix question rows and conversational prompts; plain-text prompts cannot be
+    mixed with either (trl renders a batch one way).
 
     Overridden methods (everything else is trl's `GRPOTrainer`). Apart from `__init__`, `_load_from_checkpoint` and
     `_save` (transformers' `Trainer`), they are private trl methods, whose signatures trl may change between releases:
@@ -110,7 +114,8 @@ class LatentGRPOTrainer(GRPOTrainer):
     - `_calculate_rewards`: gives reward functions back the `image` / `images` columns, which the rollout keeps out
       of trl's image path.
     - `_generate_single_turn`: latent `generate(return_dict_in_generate=True)`, keeping latents per completion (and,
-      with `record_sampling_logps`, the rollout's log-probs from [`~thinker4d.trainers.latent_logps.sampling_logps`]).
+      with `record_sampling_logps`, the rollout's log-probs from [`~thinker4d.trainers.latent_logps.sampling_logps`]);
+      with `use_vllm`, [`~thinker4d.trainers.latent_vllm.vllm_rollout`] (vLLM's log-probs and latents).
     - `_generate`: decodes completions with the latent tokens kept (for `format_reward`) and returns the policy-token
       mask (latent slots and delimiters off) through trl's `tool_mask`, which trl applies to the loss and KL.
     - `_get_per_token_logps_and_entropies`: [`~thinker4d.trainers.latent_logps.latent_per_token_logps`] with the
@@ -121,8 +126,9 @@ class LatentGRPOTrainer(GRPOTrainer):
       (`thinker4d.trainers.records`), so a model card can say how the folder was made.
 
     Args:
-        model (`str` or `PreTrainedModel`): a thinker4d checkpoint path / Hub id, or a model from `thinker4d.from_base`.
-            Any other model (a text-only causal LM, a stock Qwen-VL) is refused with a `ValueError` saying so.
+        model (`str` or `PreTrainedModel`): a thinker4d checkpoint path / Hub id, a model from `thinker4d.from_base`, or
+            a text-only causal LM whose config carries the latent fields (`latent_size`, `latent_start_id`,
+            `latent_pad_id`, `latent_end_id`). Any other model (a stock Qwen-VL or causal LM) is refused.
         reward_funcs (*optional*): defaults to `[accuracy_reward, format_reward]` with weights `[1.0, 0.2]`.
         args ([`LatentGRPOConfig`], *optional*): a trl `GRPOConfig` (or `TrainingArguments`) is converted to a
             `LatentGRPOConfig` with the latent fields at their defaults, with a warning. `generation_kwargs` with
@@ -164,7 +170,7 @@ class LatentGRPOTrainer(GRPOTrainer):
                     f"LatentGRPOTrainer does not support `{key}`: rollouts are single-turn latent decoding."
                 )
         if not isinstance(model, str):
-            unwrap_latent_model(model)  # before trl builds a reference model or wraps it
+            unwrap_latent_model(model, text_only=True)  # before trl builds a reference model or wraps it
         if args is None:
             name = model if isinstance(model, str) else (model.config._name_or_path or "thinker4d")
             args = LatentGRPOConfig(f"{str(name).rstrip('/').split('/')[-1]}-4DRL")
@@ -179,12 +185,16 @@ class LatentGRPOTrainer(GRPOTrainer):
         check_rl_dataset(train_dataset)
         for ds in eval_dataset.values() if isinstance(eval_dataset, dict) else [eval_dataset]:
             check_rl_dataset(ds)
-        super().__init__(
-            model, reward_funcs, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs
-        )
+        use_vllm, args.use_vllm = args.use_vllm, False  # trl's engine lacks the latent runner: ours is built below
+        try:
+            super().__init__(
+                model, reward_funcs, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs
+            )
+        finally:
+            args.use_vllm = use_vllm
         if self.aux_loss_enabled:
             raise ValueError("Router aux losses are not supported by LatentGRPOTrainer; unset output_router_logits.")
-        core = unwrap_latent_model(self.model)
+        core = unwrap_latent_model(self.model, text_only=True)
         self.latent_start_id, self.latent_pad_id, self.latent_end_id, self.latent_size = latent_token_ids(core.config)
         self._special_ids = set(self._tokenizer.all_special_ids) - {
             self.latent_start_id,
@@ -200,6 +210,8 @@ class LatentGRPOTrainer(GRPOTrainer):
         self._latent_context: dict[str, list] | None = None
         self._batch_videos: list | None = None
         self._batch_image_columns: list[dict] | None = None
+        if use_vllm:
+            attach_latent_vllm(self, core)
 
     # ------------------------------------------------------------------------------------------------ rollouts
     def _load_video(self, row: dict, index: int):
@@ -212,6 +224,10 @@ class LatentGRPOTrainer(GRPOTrainer):
             check_prompt_kind(x, i, prompt_kind(inputs[0]))
             video = self._load_video(x, i)
             x, columns = to_trl_row(x, i, has_video=video is not None)
+            if not self._is_vlm and (video is not None or any(v is not None for v in columns.values())):
+                raise ValueError(
+                    f"Row {i} has a video or images, which a text-only model cannot take: use `prompt` rows."
+                )
             x["latent_size"] = self.latent_size
             rows.append(x)
             videos.append(video)
@@ -263,6 +279,8 @@ class LatentGRPOTrainer(GRPOTrainer):
         return prompt_ids, None, fields
 
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        if self.use_vllm:
+            return vllm_rollout(self, prompt_ids, images, num_generations)
         tok = self._tokenizer
         prompt_tensors = [torch.tensor(ids) for ids in prompt_ids]
         padded = pad(prompt_tensors, padding_value=tok.pad_token_id, padding_side="left",
@@ -299,7 +317,11 @@ class LatentGRPOTrainer(GRPOTrainer):
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
             self.accelerator.autocast(),  # the recompute runs under autocast too: same precision as the rollout
         ):
-            out = unwrapped_model.generate(**inputs, **gen_kwargs)
+            core = unwrap_latent_model(unwrapped_model, text_only=True)  # a text-only LM's `generate` is the stock one
+            generate = (
+                unwrapped_model.generate if hasattr(core, "latent_ids") else functools.partial(latent_generate, core)
+            )
+            out = generate(**inputs, **gen_kwargs)
         prompt_length = padded.size(1)
         completion = out.sequences[:, prompt_length:]
         is_eos = torch.isin(completion, torch.tensor(self.eos_token_ids, device=completion.device))
@@ -318,7 +340,7 @@ class LatentGRPOTrainer(GRPOTrainer):
         logprobs = None
         if record:
             lp = sampling_logps(
-                torch.stack(out.logits, dim=1), completion, unwrap_latent_model(self.model).config, self.temperature,
+                torch.stack(out.logits, dim=1), completion, core.config, self.temperature,
                 self.args.max_imagery_blocks if self.args.on_imagery_limit == "suppress" else None,
                 self.generation_config.suppress_tokens,
             )  # fmt: skip
@@ -419,7 +441,9 @@ class LatentGRPOTrainer(GRPOTrainer):
         # weights as JSON, so a model card can say how the folder was made.
         super()._save(output_dir, state_dict=state_dict)
         if self.args.should_save:
-            write_training_record(self, output_dir or self.args.output_dir, unwrap_latent_model(self.model))
+            write_training_record(
+                self, output_dir or self.args.output_dir, unwrap_latent_model(self.model, text_only=True)
+            )
 
 
 __all__ = ["LatentGRPOTrainer"]

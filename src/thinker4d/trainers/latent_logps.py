@@ -12,7 +12,13 @@ import torch
 from trl.kernels import ChunkedLogProbFunction
 
 from thinker4d.models.conversion import unwrap_latent_model
-from thinker4d.models.generation import apply_sampling_masks, capture_last_hidden_state, latent_token_ids
+from thinker4d.models.generation import (
+    apply_sampling_masks,
+    capture_last_hidden_state,
+    latent_token_ids,
+    scale_latents,
+)
+from thinker4d.models.imagery import place_latents
 from thinker4d.models.modeling_thinker4d_base import build_mm_token_type_ids
 
 
@@ -36,7 +42,9 @@ def latent_per_token_logps(
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-token log-probs of the last `logits_to_keep` tokens with the rollout's latents re-inserted at the slots.
 
-    The forward is the thinker4d model's latent path (the positions generation used), and the log-softmax is trl's
+    The forward is the thinker4d model's latent path (the positions generation used), or, for a text-only causal LM
+    whose config carries the latent fields, the latents written into its input embeddings (positions counted from
+    each row's first non-padding token, as vLLM and generation count them); and the log-softmax is trl's
     chunked kernel (no `(batch, seq, vocab)` logits), with the decoder's masks applied
     ([`~thinker4d.models.generation.apply_sampling_masks`]): `<|latent_pad|>` and `<|latent_end|>` are never sampled
     as text, `<|latent_start|>` is masked once a row has opened `max_imagery_blocks` blocks, and `suppress_tokens`
@@ -58,8 +66,8 @@ def latent_per_token_logps(
     Returns:
         `(logps, entropies)` of shape `(batch, logits_to_keep)`, float32; entropies are `None` unless requested.
     """
-    core = unwrap_latent_model(model)
-    start_id, pad_id, end_id, _ = core.latent_ids
+    core = unwrap_latent_model(model, text_only=True)
+    start_id, pad_id, end_id, _ = latent_token_ids(core.config)
     embed = core.get_input_embeddings()
     hidden_size = embed.weight.shape[-1]
     if isinstance(latents, torch.Tensor):
@@ -81,14 +89,15 @@ def latent_per_token_logps(
     with capture_last_hidden_state(core) as captured, autocast():
         # logits_to_keep=1: the stock head projects one position; the kernel below scores the completion from the
         # final norm's output, which covers every position.
-        model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            latent_embeds=flat.to(device=embed.weight.device, dtype=embed.weight.dtype),
-            logits_to_keep=1,
-            use_cache=False,
-            **mm,
-        )
+        flat = flat.to(device=embed.weight.device, dtype=embed.weight.dtype)
+        if hasattr(core, "latent_ids"):
+            inputs = {"input_ids": input_ids, "latent_embeds": flat}
+        else:  # a text-only latent LM: no latent path of its own
+            embeds = embed(input_ids.to(embed.weight.device))
+            flat = scale_latents(flat, getattr(core.config, "latent_norm", None))
+            positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+            inputs = {"inputs_embeds": place_latents(embeds, input_ids, flat, pad_id), "position_ids": positions}
+        model(**inputs, attention_mask=attention_mask, logits_to_keep=1, use_cache=False, **mm)
     hidden = captured["hidden"][:, -logits_to_keep - 1 : -1]
     targets = input_ids[:, -logits_to_keep:]
     scored = attention_mask[:, -logits_to_keep:].bool() & (targets != pad_id) & (targets != end_id)

@@ -9,10 +9,19 @@ the latent model runner, a V1 logits processor, and `collective_rpc` for the lat
 supported vLLM version and what is not supported.
 
 The backend reads the latent fields from the model's config.json and does not import thinker4d's model classes, so
-it runs under the transformers version that vLLM pins.
+it runs under the transformers version that vLLM pins. The names below load vLLM on first use, so the package's
+vLLM-free parts (`LatentCompletion`, the config fields) import without it.
 """
 
-from .llm import LatentCompletion, LatentLLM, fetch_latents, latent_engine_kwargs, latent_sampling_params
+from ._latent import LatentCompletion
+
+
+def __getattr__(name: str):
+    if name in ("LatentLLM", "fetch_latents", "latent_engine_kwargs", "latent_sampling_params"):
+        from . import llm
+
+        return getattr(llm, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["LatentCompletion", "LatentLLM", "fetch_latents", "latent_engine_kwargs", "latent_sampling_params"]

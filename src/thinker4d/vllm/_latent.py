@@ -6,7 +6,7 @@ only the config fields, read here from the Hugging Face config that vLLM loaded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -91,3 +91,24 @@ def check_prompt(prompt: list[int], spec: LatentSpec, row: int) -> None:
             f"prompt {row} opens an imagery block (<|latent_start|>, id {spec.start_id}) that is not closed and has "
             "other tokens after its start. End the prompt with the <|latent_start|> itself or close the block."
         )
+
+
+@dataclass
+class LatentCompletion:
+    """One completion of [`LatentLLM.generate`].
+
+    Args:
+        prompt_token_ids (`list[int]`): the prompt.
+        token_ids (`list[int]`): the completion (blocks appear as start, K `<|latent_pad|>`, end).
+        latents (`torch.FloatTensor` of shape `(num_slots, hidden)`): the vector fed at each slot, in order (float32).
+        latent_positions (`list[int]`): the index of each slot in `prompt_token_ids + token_ids`.
+        imagery_blocks (`int`): imagery blocks in the prompt and completion.
+        output: vLLM's `CompletionOutput` (log-probs, finish reason).
+    """
+
+    prompt_token_ids: list[int]
+    token_ids: list[int]
+    latents: torch.Tensor
+    latent_positions: list[int] = field(default_factory=list)
+    imagery_blocks: int = 0
+    output: object = None

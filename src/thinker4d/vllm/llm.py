@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
 
 import torch
 from vllm import LLM, SamplingParams
 from vllm.platforms import current_platform
 
-from ._latent import EXTRA_ARGS_KEY, BlockState, LatentSpec, check_prompt
+from ._latent import EXTRA_ARGS_KEY, BlockState, LatentCompletion, LatentSpec, check_prompt
 
 
 # Engine settings the latent runner needs, and why (a caller that passes another value gets this reason back).
@@ -74,27 +73,6 @@ def fetch_latents(llm: LLM, requests: dict[str, list[int]]) -> dict[str, torch.T
         vectors = torch.frombuffer(data, dtype=torch.float32) if data else torch.zeros(0)
         result[key] = vectors.reshape(len(positions), hidden)
     return result
-
-
-@dataclass
-class LatentCompletion:
-    """One completion of [`LatentLLM.generate`].
-
-    Args:
-        prompt_token_ids (`list[int]`): the prompt.
-        token_ids (`list[int]`): the completion (blocks appear as start, K `<|latent_pad|>`, end).
-        latents (`torch.FloatTensor` of shape `(num_slots, hidden)`): the vector fed at each slot, in order (float32).
-        latent_positions (`list[int]`): the index of each slot in `prompt_token_ids + token_ids`.
-        imagery_blocks (`int`): imagery blocks in the prompt and completion.
-        output: vLLM's `CompletionOutput` (log-probs, finish reason).
-    """
-
-    prompt_token_ids: list[int]
-    token_ids: list[int]
-    latents: torch.Tensor
-    latent_positions: list[int] = field(default_factory=list)
-    imagery_blocks: int = 0
-    output: object = None
 
 
 class LatentLLM:
