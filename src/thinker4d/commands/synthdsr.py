@@ -16,7 +16,7 @@ def make_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         prog="thinker4d synthdsr",
         description="Render held-out clips (seeds >= 1_000_000) and write SynthDSR questions as parquet; "
-        "read back with datasets.load_dataset(OUT)['test'].",
+        "read back with datasets.load_dataset(OUTPUT_DIR)['test'].",
         epilog="example: thinker4d synthdsr --output_dir synthdsr  # 270 questions per task, balanced answers",
     )
     add_config_option(p)
