@@ -67,7 +67,8 @@ def assert_same(metrics, samples, summary, records):
 @pytest.mark.parametrize("benchmark", ["synthdsr", "dsr_bench", "dyn_bench", "vlm4d"])
 def test_same_completions_and_scores_as_thinker4d_eval(benchmark, checkpoint, benchmark_data, task_manager, tmp_path):
     data = benchmark_data(benchmark)
-    args = ["--model", str(checkpoint), "--benchmark", benchmark, "--data", str(data), "--output", str(tmp_path / "t")]
+    args = ["--model_name_or_path", str(checkpoint), "--benchmark", benchmark, "--dataset_name", str(data)]
+    args += ["--output_dir", str(tmp_path / "t")]
     assert thinker4d_eval(args + ["--max-new-tokens", str(MAX_NEW_TOKENS), "--batch-size", "2"]) == 0
     summary = json.loads((tmp_path / "t" / "summary.json").read_text())
     records = read_results(tmp_path / "t")
