@@ -6,7 +6,7 @@ from the paper, and why:
 
 1. Scale. Everything runs on a CPU in minutes: a tiny Qwen2.5-VL (random init, 2 text layers) instead of
    Qwen2.5-VL-3B, 1,600 synthetic clips of 8 frames at 56 px instead of 38K SpatialVID samples, 800 optimizer steps
-   per model. The numbers say whether the *mechanism* trains, not what the paper's model scores.
+   per supervised model. The numbers say whether the *mechanism* trains, not what the paper's model scores.
 2. The tokenizer is byte-level BPE learned from the training texts in milliseconds (a real Qwen vocabulary would
    make the tiny model's output layer dominate the compute).
 3. The learning rate is the one that trains a tiny random model (2e-3, cosine), not the paper's 1e-5 for a
