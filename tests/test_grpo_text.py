@@ -86,6 +86,16 @@ def test_vllm_settings(tmp_path):
         config(vllm_mode="colocate", vllm_structured_outputs_regex="[a-z]+")
 
 
+def test_grpo_help_describes_thinker4d_vllm_settings():
+    """`thinker4d grpo --help` says what thinker4d's `use_vllm` does and that only colocate mode runs, not trl's text
+    offering the server mode the config refuses."""
+    from thinker4d.commands.grpo import make_parser
+
+    text = " ".join(make_parser().format_help().split())
+    assert "thinker4d's vLLM backend" in text and "Must be one of `'server'` or `'colocate'`" not in text
+    assert "Only 'colocate'" in text
+
+
 def test_vllm_refuses_multimodal_and_unsaved_models(tmp_path):
     """Refused before any engine is built (no vLLM needed): the backend decodes text-only models, from a folder."""
     model, processor = tiny("qwen2_5_vl")

@@ -65,6 +65,20 @@ class LatentGRPOConfig(GRPOConfig):
     ```
     """
 
+    use_vllm: bool = field(
+        default=False,
+        metadata={
+            "help": "Roll out with thinker4d's vLLM backend (text-only latent models; needs vLLM 0.32, see "
+            "docs/grpo.md) instead of the model's latent generate."
+        },
+    )
+    vllm_mode: str = field(
+        default="colocate",
+        metadata={
+            "help": "Only 'colocate' (vLLM in the training process): trl's 'server' mode runs stock vLLM workers, "
+            "which cannot feed latents back, and is refused."
+        },
+    )
     mask_latent_delimiters: bool = field(
         default=True,
         metadata={"help": "Exclude the sampled <|latent_start|> from the policy-gradient and KL masks (paper)."},
