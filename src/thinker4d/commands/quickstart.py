@@ -1,6 +1,6 @@
 """`thinker4d quickstart`: the offline end-to-end main job (synthetic world -> synthesis -> DIFT -> 4DRL -> eval).
 
-Runs on a CPU with no network in roughly 10-15 minutes on 2 cores with the defaults, writes `summary.json`,
+Runs on a CPU with no network in roughly 15-25 minutes on 2 cores with the defaults, writes `summary.json`,
 `report.md` and `report.html` under `--output_dir`, and prints the results table. While it runs it prints one line per
 stage and a progress bar per training stage; the training log dicts go to `train_<model>/log_history.jsonl`.
 Rerunning the same command resumes: finished stages are reused. `--config FILE` (or `--config=FILE`) is a YAML file
