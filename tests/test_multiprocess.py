@@ -61,10 +61,15 @@ def finish(proc: subprocess.Popen, timeout=LAUNCH_TIMEOUT) -> str:
     return err
 
 
-def launch(*script):
-    proc = start(_launch_cmd(*script))
+def run_to_end(cmd) -> None:
+    """Runs `cmd` (see `start` / `finish`) and fails the test if it exits non-zero."""
+    proc = start(cmd)
     err = finish(proc)
     assert proc.returncode == 0, err[-4000:]
+
+
+def launch(*script):
+    run_to_end(_launch_cmd(*script))
 
 
 def ranks(out: Path, name: str) -> list[dict]:
@@ -85,9 +90,7 @@ def test_dift_two_processes_equal_one_process_with_twice_the_batch(tmp_path):
     two = ranks(tmp_path / "ddp", "dift")
     # the one-process reference runs in a fresh process too: in this process, state that earlier tests left behind
     # (accelerate's shared state, torch's thread count) would make its numbers differ from the launched ranks'
-    single = start([sys.executable, str(WORKER), "dift", str(tmp_path / "single"), "2"])
-    err = finish(single)
-    assert single.returncode == 0, err[-4000:]
+    run_to_end([sys.executable, str(WORKER), "dift", str(tmp_path / "single"), "2"])
     one = json.loads((tmp_path / "single" / "dift_rank0.json").read_text())
     assert (one["rank"], one["world"]) == (0, 1)
 
