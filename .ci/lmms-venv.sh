@@ -14,7 +14,8 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$SPEC" ]; then
     exit 0
 fi
 rm -rf "$VENV"
-python3 -m venv "$VENV"
+# Start from the README's environment when there is one (hard links: torch is not stored twice), else from scratch.
+bash .ci/clone-venv.sh "${THINKER4D_CI_BASE_VENV:-.venv}" "$VENV" || python3 -m venv "$VENV"
 "$VENV/bin/pip" install -q --upgrade pip
 "$VENV/bin/pip" install -q torch==2.14.1 torchvision==0.29.1
 "$VENV/bin/pip" install -q "lmms-eval==0.7.3" -e ".[lmms-eval,test]"

@@ -12,6 +12,7 @@ CONSTRAINTS=.ci/constraints-lowest.txt
 TORCH_PINS="torch==2.14.1 torchvision==0.29.1"  # the README's pins: the lowest job varies the Hugging Face stack only
 TESTS=(tests/test_models.py tests/test_generate_contract.py tests/test_dift.py tests/test_grpo.py tests/test_grpo_data.py)
 PYTHON=${PYTHON:-python3}
+BASE_VENV=${THINKER4D_CI_BASE_VENV:-.venv}  # made by the README's test command in .ci/run
 
 fail() {
     echo ".ci/lowest.sh: $*" >&2
@@ -28,7 +29,8 @@ if [ -x "$VENV/bin/python" ] && [ "$(cat "$stamp_file" 2>/dev/null)" = "$stamp" 
 else
     echo ".ci/lowest.sh: building $VENV"
     rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV" || fail "cannot create $VENV"
+    # Start from the README's environment when there is one (hard links: torch is not stored twice), else from scratch.
+    bash .ci/clone-venv.sh "$BASE_VENV" "$VENV" || "$PYTHON" -m venv "$VENV" || fail "cannot create $VENV"
     # shellcheck disable=SC2086
     "$VENV/bin/python" -m pip install -q $TORCH_PINS || fail "installing $TORCH_PINS failed"
     "$VENV/bin/python" -m pip install -q -c "$CONSTRAINTS" -e ".[test]" || fail "installing the lowest versions failed"

