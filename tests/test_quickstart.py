@@ -374,25 +374,29 @@ def _verdict_sentences(verdict: str) -> list[list[float]]:
     return [[float(x) for x in re.findall(r"(?<![\w.])[+-]?\d+(?:\.\d+)?(?![\w])", s)] for s in sentences]
 
 
-def test_verdict_reports_the_target_and_the_text_baseline_honestly():
+def test_verdict_reports_chance_and_the_text_baseline_honestly():
     from thinker4d.quickstart.report import _verdict
 
     good = {"chance": {"camera_motion": 0.25}, "text_cot": {"camera_motion": 0.5}, "dift": {"camera_motion": 0.6}}
     verdict = _verdict(good, {"dift": {"camera_motion": 0.97}})
-    # DIFT vs chance with the gap and the +30 target; the text baseline; the diagnostic share of named motions.
-    assert _verdict_sentences(verdict) == [[60.0, 25.0, 35.0, 30.0], [50.0], [97.0]]
+    # DIFT vs chance with the gap; the text baseline; the diagnostic share of named motions.
+    assert _verdict_sentences(verdict) == [[60.0, 25.0, 35.0], [50.0], [97.0]]
     target, baseline, named = re.split(r"(?<=\.) (?=[A-Z])", verdict)
     assert "not" not in baseline.split() and "letter" in named  # DIFT ahead; naming beats letters by 37 points
     bad = {**good, "dift": {"camera_motion": 0.35}, "text_cot": {"camera_motion": 0.55}}
     verdict = _verdict(bad, {"dift": {"camera_motion": 0.4}})
-    assert _verdict_sentences(verdict) == [[35.0, 25.0, 10.0, 30.0], [55.0], [40.0]]
+    assert _verdict_sentences(verdict) == [[35.0, 25.0, 10.0], [55.0], [40.0]]
     target, baseline, named = re.split(r"(?<=\.) (?=[A-Z])", verdict)
     assert "not" in baseline.split()  # DIFT behind the text CoT
     assert "letter" not in named  # naming is as poor as the letters: not a letter problem
     assert "4DRL" not in verdict  # no RL phase in these results
     verdict = _verdict({**good, "dift_grpo": {"camera_motion": 0.5}})
-    assert _verdict_sentences(verdict) == [[60.0, 25.0, 35.0, 30.0], [50.0], [50.0, -10.0]]
+    assert _verdict_sentences(verdict) == [[60.0, 25.0, 35.0], [50.0], [50.0, -10.0]]
     assert "4DRL" in verdict.rsplit(". ", 1)[-1]
+    # With the interval over questions, the first sentence says where it lies against chance.
+    for interval, words in (([0.52, 0.68], "entirely above chance"), ([0.2, 0.7], "which includes chance")):
+        first = _verdict({**good, "ci95": {"dift": {"camera_motion": interval}}}).split(". ")[0]
+        assert words in first and _verdict_sentences(first + ".")[0][4:] == [interval[0] * 100, interval[1] * 100]
 
 
 def _effect(accuracy, difference, low, high):
@@ -426,7 +430,7 @@ def test_verdict_reads_the_controls_intervals_and_the_probe():
     sentences = re.split(r"(?<=\.) (?=[A-Z])", _verdict(uses))
     assert _verdict_sentences(_verdict(uses)) == [
         [3.0],
-        [60.0, 25.0, 35.0, 30.0],
+        [60.0, 25.0, 35.0],
         [50.0],
         [10.0, 95.0, 2.0, 18.0, 0.0],
         [20.0, -40.0, 95.0, -50.0, -30.0, 0.0],
@@ -452,7 +456,7 @@ def test_verdict_reads_the_controls_intervals_and_the_probe():
     }
     sentences = re.split(r"(?<=\.) (?=[A-Z])", _verdict(silent))
     assert _verdict_sentences(_verdict(silent)) == [
-        [60.0, 25.0, 35.0, 30.0],
+        [60.0, 25.0, 35.0],
         [50.0],
         [10.0, 95.0, -5.0, 25.0, 0.0],
         [55.0, -5.0, 95.0, -15.0, 5.0, 0.0],

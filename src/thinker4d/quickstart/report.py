@@ -298,9 +298,16 @@ def _verdict(results: dict, named: dict | None = None) -> str:
         parts.append(f"Accuracies are means over {len(seeds)} training seeds; the intervals are over questions.")
     if chance is not None and dift is not None:
         gap = (dift - chance) * 100
+        interval = results.get("ci95", {}).get("dift", {}).get(task)
+        where = ""
+        if interval:
+            low, high = interval
+            side = "above" if low > chance else "below" if high < chance else "includes"
+            where = f"; 95% CI {low * 100:.1f} to {high * 100:.1f}, " + (
+                "which includes chance" if side == "includes" else f"entirely {side} chance"
+            )
         parts.append(
-            f"DIFT camera-motion accuracy is {dift * 100:.1f}% vs {chance * 100:.1f}% chance ({gap:+.1f} points; "
-            f"target +30)."
+            f"DIFT camera-motion accuracy is {dift * 100:.1f}% vs {chance * 100:.1f}% chance ({gap:+.1f} points{where})."
         )
     if dift is not None and text is not None:
         if dift > text:
