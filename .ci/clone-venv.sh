@@ -10,8 +10,8 @@
 set -euo pipefail
 src=${1:?usage: clone-venv.sh SRC DST}
 dst=${2:?usage: clone-venv.sh SRC DST}
-[ -x "$src/bin/python" ] && [ -f "$src/pyvenv.cfg" ] || { echo ".ci/clone-venv.sh: $src is not a virtual environment" >&2; exit 1; }
 rm -rf "$dst"
+[ -x "$src/bin/python" ] && [ -f "$src/pyvenv.cfg" ] || { echo ".ci/clone-venv.sh: $src is not a virtual environment" >&2; exit 1; }
 mkdir -p "$(dirname "$dst")"
 if ! cp -al "$src" "$dst"; then
     rm -rf "$dst"
