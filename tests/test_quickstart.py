@@ -399,6 +399,26 @@ def test_verdict_reports_chance_and_the_text_baseline_honestly():
         assert words in first and _verdict_sentences(first + ".")[0][4:] == [interval[0] * 100, interval[1] * 100]
 
 
+def test_verdict_gives_each_other_task_one_sentence_read_from_its_intervals():
+    from thinker4d.quickstart.report import _verdict
+
+    results = {
+        "chance": {"camera_motion": 0.25, "object_distance": 1 / 3, "all": 0.29},
+        "untrained": {"camera_motion": 0.05, "object_distance": 0.6},  # not trained: never named
+        "text_cot": {"camera_motion": 0.8, "object_distance": 0.35},
+        "dift": {"camera_motion": 0.6, "object_distance": 0.4},
+    }
+    last = _verdict(results).rsplit(". ", 1)[-1]
+    assert last.startswith("On object_distance, no trained model") and "untrained" not in last
+    assert _verdict_sentences(last) == [[33.3, 40.0]]  # the best trained model; no interval in these results
+    results["ci95"] = {"text_cot": {"object_distance": [0.25, 0.45]}, "dift": {"object_distance": [0.3, 0.5]}}
+    last = _verdict(results).rsplit(". ", 1)[-1]
+    assert "no trained model" in last and _verdict_sentences(last) == [[33.3, 40.0, 95.0, 30.0, 50.0]]
+    results["ci95"]["dift"]["object_distance"] = [0.34, 0.46]  # DIFT's interval now lies above chance
+    last = _verdict(results).rsplit(". ", 1)[-1]
+    assert "lie above" in last and "DIFT 40.0%" in last and "text CoT" not in last
+
+
 def _effect(accuracy, difference, low, high):
     return {"camera_motion": {"accuracy": accuracy, "difference": difference, "difference_ci95": [low, high]}}
 

@@ -287,7 +287,8 @@ def _trace_outcome(trace: dict) -> str:
 
 def _verdict(results: dict, named: dict | None = None) -> str:
     """The report's verdict, computed from `results` (`summary.json`'s content: the accuracies, and where present the
-    `seeds`, `comparisons`, `blind` and `interventions` with their 95% intervals) and the answer-text diagnostic."""
+    `seeds`, `comparisons`, `blind` and `interventions` with their 95% intervals) and the answer-text diagnostic. It
+    reads camera motion, the task the tiny models learn, in full, and each other task in one sentence."""
     task = "camera_motion"
     chance = results["chance"].get(task)
     dift = results.get("dift", {}).get(task)
@@ -347,7 +348,35 @@ def _verdict(results: dict, named: dict | None = None) -> str:
                 else "."
             )
         )
+    parts += _other_tasks_sentences(results, task)
     return " ".join(parts)
+
+
+def _other_tasks_sentences(results: dict, verdict_task: str) -> list[str]:
+    """One sentence per task other than `verdict_task`: which trained models' 95% intervals lie above chance, or the
+    best trained model when none does (its interval, where the results have one)."""
+    sentences = []
+    for task, chance in results["chance"].items():
+        if task in (verdict_task, "all"):
+            continue
+        trained = [n for n in LABELS if n not in ("warmup", "chance", "untrained") and task in results.get(n, {})]
+        if not trained:
+            continue
+        intervals = {n: results.get("ci95", {}).get(n, {}).get(task) for n in trained}
+        above = [n for n in trained if intervals[n] and intervals[n][0] > chance]
+        if above:
+            listed = ", ".join(f"{LABELS[n]} {results[n][task] * 100:.1f}%" for n in above)
+            sentences.append(f"On {task}, these models' 95% intervals lie above {chance * 100:.1f}% chance: {listed}.")
+            continue
+        best = max(trained, key=lambda n: results[n][task])
+        where = (
+            f" (95% CI {intervals[best][0] * 100:.1f} to {intervals[best][1] * 100:.1f})" if intervals[best] else ""
+        )
+        sentences.append(
+            f"On {task}, no trained model is shown to beat {chance * 100:.1f}% chance: the best, {LABELS[best]}, "
+            f"scores {results[best][task] * 100:.1f}%{where}."
+        )
+    return sentences
 
 
 def _difference_words(effect: dict) -> str:
