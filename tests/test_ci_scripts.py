@@ -69,9 +69,9 @@ def test_installing_into_the_copy_leaves_the_source_as_it_was(source, tmp_path):
     target.unlink()
     target.write_text("VALUE = 'from the copy'\n")
     (_site_packages(dst) / "onlyincopy.py").write_text("")
-    run = [sys.executable, "-c", "import sharedpkg; print(sharedpkg.VALUE)"]
+    code = "import sharedpkg; print(sharedpkg.VALUE)"
     for venv, want in ((dst, "from the copy"), (source, "from src")):
-        out = subprocess.run([str(venv / "bin" / "python"), *run[1:]], capture_output=True, text=True, check=True)
+        out = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True)
         assert out.stdout.strip() == want
     assert not (_site_packages(source) / "onlyincopy.py").exists()
 

@@ -303,10 +303,8 @@ def _verdict(results: dict, named: dict | None = None) -> str:
         where = ""
         if interval:
             low, high = interval
-            side = "above" if low > chance else "below" if high < chance else "includes"
-            where = f"; 95% CI {low * 100:.1f} to {high * 100:.1f}, " + (
-                "which includes chance" if side == "includes" else f"entirely {side} chance"
-            )
+            against = "entirely above" if low > chance else "entirely below" if high < chance else "which includes"
+            where = f"; {_ci_words(interval)}, {against} chance"
         parts.append(
             f"DIFT camera-motion accuracy is {dift * 100:.1f}% vs {chance * 100:.1f}% chance ({gap:+.1f} points{where})."
         )
@@ -369,14 +367,16 @@ def _other_tasks_sentences(results: dict, verdict_task: str) -> list[str]:
             sentences.append(f"On {task}, these models' 95% intervals lie above {chance * 100:.1f}% chance: {listed}.")
             continue
         best = max(trained, key=lambda n: results[n][task])
-        where = (
-            f" (95% CI {intervals[best][0] * 100:.1f} to {intervals[best][1] * 100:.1f})" if intervals[best] else ""
-        )
+        where = f" ({_ci_words(intervals[best])})" if intervals[best] else ""
         sentences.append(
             f"On {task}, no trained model is shown to beat {chance * 100:.1f}% chance: the best, {LABELS[best]}, "
             f"scores {results[best][task] * 100:.1f}%{where}."
         )
     return sentences
+
+
+def _ci_words(low_high) -> str:
+    return f"95% CI {low_high[0] * 100:.1f} to {low_high[1] * 100:.1f}"
 
 
 def _difference_words(effect: dict) -> str:
